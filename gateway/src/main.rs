@@ -1,0 +1,260 @@
+//! `weft`: the command line of the weft overlay gateway.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use weft_config::{Diagnostics, Intent, LoadError, Loader, PrivateKey, PublicKey};
+use weft_gateway::parity::parity;
+use weft_gateway::plan::plan;
+use weft_gateway::render::plan_text;
+
+const DEFAULT_CONFIG: &str = "/etc/weft/weft.toml";
+
+/// weft: a multicloud overlay gateway. One TOML file describes the whole overlay; every
+/// gateway reads it.
+#[derive(Parser)]
+#[command(name = "weft", version, about, propagate_version = true)]
+#[command(after_help = "Exit codes: 0 ok, 1 invalid input or failed check, 2 usage error.\n\
+Configuration layers: each -c FILE in order, then WEFT_SECTION__KEY environment variables,\n\
+e.g. WEFT_OVERLAY__LISTEN_PORT=51821.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check configurations and report every mistake at once.
+    #[command(after_help = "Examples:\n  weft validate config/examples/*.toml\n  \
+        weft validate -c base.toml -c prod.toml --gateway aws-gw\n  \
+        weft validate --format json site.toml")]
+    Validate {
+        /// Configurations to check, each on its own.
+        files: Vec<PathBuf>,
+        /// Layers of one configuration, merged in order.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+        /// Also check what `weft run --gateway G` needs: its private key file (exists,
+        /// mode 0600, matches the public key).
+        #[arg(long, value_name = "G")]
+        gateway: Option<String>,
+        /// Output format of the report.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show what a gateway would set up: peers, networks, routes and cloud routes.
+    #[command(after_help = "Examples:\n  weft plan -c config/examples/lab.toml --gateway aws-gw\n  \
+        weft plan -c config/examples/multicloud.toml --json")]
+    Plan {
+        /// Layers of the configuration, merged in order.
+        #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: Vec<PathBuf>,
+        /// The gateway to plan; every gateway when absent.
+        #[arg(long, value_name = "G")]
+        gateway: Option<String>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prove two networks identical at every site (CIDRs, attachments, prefixes, routes,
+    /// cloud routes, MTU), or list each difference. Exits 1 when they differ.
+    #[command(after_help = "Example:\n  weft parity shop/prod shop/staging -c config/examples/lab.toml")]
+    Parity {
+        /// The first network, tenant/name.
+        a: String,
+        /// The second network, tenant/name.
+        b: String,
+        /// Layers of the configuration, merged in order.
+        #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: Vec<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a WireGuard key pair: the private key goes to a new file of mode 0600, the
+    /// public key to standard output.
+    #[command(after_help = "Example:\n  weft keygen /etc/weft/wg.key > wg.pub")]
+    Keygen {
+        /// The private key file to create; an existing file is never overwritten.
+        file: PathBuf,
+    },
+    /// Print the JSON Schema of the configuration file, for editors.
+    #[command(after_help = "Example:\n  weft schema > weft.schema.json")]
+    Schema,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// The outcome of a command that ran: success, or a failed check whose report is printed.
+enum Outcome {
+    Ok,
+    Failed,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Validate {
+            files,
+            config,
+            gateway,
+            format,
+        } => validate(files, config, gateway.as_deref(), format),
+        Command::Plan { config, gateway, json } => {
+            let Some(intent) = load_or_report(&config)? else { return Ok(Outcome::Failed) };
+            let names: Vec<String> = match gateway {
+                Some(g) => vec![g],
+                None => intent.gateways.keys().cloned().collect(),
+            };
+            let plans = names.iter().map(|g| plan(&intent, g)).collect::<Result<Vec<_>, _>>()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plans)?);
+            } else {
+                let texts: Vec<String> = plans.iter().map(plan_text).collect();
+                print!("{}", texts.join("\n"));
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Parity { a, b, config, json } => {
+            let Some(intent) = load_or_report(&config)? else { return Ok(Outcome::Failed) };
+            let report = parity(&intent, &a, &b)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(if report.identical() { Outcome::Ok } else { Outcome::Failed })
+        }
+        Command::Keygen { file } => {
+            keygen(&file)?;
+            Ok(Outcome::Ok)
+        }
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&weft_config::json_schema())?);
+            Ok(Outcome::Ok)
+        }
+    }
+}
+
+/// Loads a configuration; prints its diagnostics and returns `None` when it is invalid.
+fn load_or_report(layers: &[PathBuf]) -> anyhow::Result<Option<Intent>> {
+    let loader = layers.iter().fold(Loader::new(), |l, f| l.file(f));
+    match loader.load() {
+        Ok(intent) => Ok(Some(intent)),
+        Err(LoadError::Invalid(diagnostics)) => {
+            eprint!("{}", render_text(&diagnostics));
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn render_text(diagnostics: &Diagnostics) -> String {
+    let mut out: String = diagnostics.iter().map(|d| d.render() + "\n").collect();
+    out += &format!("{diagnostics}").lines().next().unwrap_or_default().to_owned();
+    out.push('\n');
+    out
+}
+
+fn validate(files: Vec<PathBuf>, layers: Vec<PathBuf>, gateway: Option<&str>, format: Format) -> anyhow::Result<Outcome> {
+    let configs: Vec<Vec<PathBuf>> = match (files.is_empty(), layers.is_empty()) {
+        (false, true) => files.into_iter().map(|f| vec![f]).collect(),
+        (true, false) => vec![layers],
+        (true, true) => vec![vec![PathBuf::from(DEFAULT_CONFIG)]],
+        (false, false) => anyhow::bail!("give either FILES (each checked alone) or -c layers (merged), not both"),
+    };
+    let mut reports = Vec::new();
+    let mut all_ok = true;
+    for config in configs {
+        let name = config.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + ");
+        let loader = config.iter().fold(Loader::new(), |l, f| l.file(f));
+        let result = loader.load().map_err(|e| match e {
+            LoadError::Invalid(d) => d,
+            unreadable => {
+                let mut d = Diagnostics::default();
+                d.push(weft_config::Diagnostic {
+                    location: weft_config::Location::Unknown,
+                    key: weft_config::KeyPath::root(),
+                    message: unreadable.to_string(),
+                    expected: "a readable configuration file".into(),
+                    hint: "check the path and its permissions".into(),
+                });
+                d
+            }
+        });
+        let result = result.and_then(|intent| match gateway {
+            Some(g) => intent.load_private_key(g).map(|_| intent).map_err(|d| {
+                let mut all = Diagnostics::default();
+                all.push(*d);
+                all
+            }),
+            None => Ok(intent),
+        });
+        all_ok &= result.is_ok();
+        reports.push((name, result));
+    }
+    match format {
+        Format::Text => {
+            for (name, result) in &reports {
+                match result {
+                    Ok(intent) => println!(
+                        "{name}: ok ({} tenants, {} networks, {} sites, {} gateways)",
+                        intent.tenants.len(),
+                        intent.networks.len(),
+                        intent.sites.len(),
+                        intent.gateways.len()
+                    ),
+                    Err(diagnostics) => {
+                        eprint!("{}", render_text(diagnostics));
+                        println!("{name}: invalid ({} errors)", diagnostics.len());
+                    }
+                }
+            }
+        }
+        Format::Json => {
+            let json: Vec<_> = reports
+                .iter()
+                .map(|(name, result)| match result {
+                    Ok(_) => serde_json::json!({"config": name, "valid": true, "errors": []}),
+                    Err(d) => serde_json::json!({"config": name, "valid": false, "errors": d}),
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+    }
+    Ok(if all_ok { Outcome::Ok } else { Outcome::Failed })
+}
+
+fn keygen(file: &PathBuf) -> anyhow::Result<()> {
+    let key = PrivateKey::generate().context("reading the system's random source")?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("creating {} (an existing file is never overwritten)", file.display()))?;
+    out.write_all(key.to_base64().as_bytes())?;
+    out.write_all(b"\n")?;
+    out.sync_all()?;
+    println!("{}", PublicKey::from_private(&key));
+    Ok(())
+}
