@@ -18,9 +18,11 @@ const DEFAULT_CONFIG: &str = "/etc/weft/weft.toml";
 /// gateway reads it.
 #[derive(Parser)]
 #[command(name = "weft", version, about, propagate_version = true)]
-#[command(after_help = "Exit codes: 0 ok, 1 invalid input or failed check, 2 usage error.\n\
+#[command(
+    after_help = "Exit codes: 0 ok, 1 invalid input or failed check, 2 usage error.\n\
 Configuration layers: each -c FILE in order, then WEFT_SECTION__KEY environment variables,\n\
-e.g. WEFT_OVERLAY__LISTEN_PORT=51821.")]
+e.g. WEFT_OVERLAY__LISTEN_PORT=51821."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,7 +38,12 @@ enum Command {
         /// Configurations to check, each on its own.
         files: Vec<PathBuf>,
         /// Layers of one configuration, merged in order.
-        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        #[arg(
+            short = 'c',
+            long = "config",
+            value_name = "FILE",
+            conflicts_with = "files"
+        )]
         config: Vec<PathBuf>,
         /// Also check what `weft run --gateway G` needs: its private key file (exists,
         /// mode 0600, matches the public key).
@@ -47,8 +54,10 @@ enum Command {
         format: Format,
     },
     /// Show what a gateway would set up: peers, networks, routes and cloud routes.
-    #[command(after_help = "Examples:\n  weft plan -c config/examples/lab.toml --gateway aws-gw\n  \
-        weft plan -c config/examples/multicloud.toml --json")]
+    #[command(
+        after_help = "Examples:\n  weft plan -c config/examples/lab.toml --gateway aws-gw\n  \
+        weft plan -c config/examples/multicloud.toml --json"
+    )]
     Plan {
         /// Layers of the configuration, merged in order.
         #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG)]
@@ -62,7 +71,9 @@ enum Command {
     },
     /// Prove two networks identical at every site (CIDRs, attachments, prefixes, routes,
     /// cloud routes, MTU), or list each difference. Exits 1 when they differ.
-    #[command(after_help = "Example:\n  weft parity shop/prod shop/staging -c config/examples/lab.toml")]
+    #[command(
+        after_help = "Example:\n  weft parity shop/prod shop/staging -c config/examples/lab.toml"
+    )]
     Parity {
         /// The first network, tenant/name.
         a: String,
@@ -119,13 +130,22 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             gateway,
             format,
         } => validate(files, config, gateway.as_deref(), format),
-        Command::Plan { config, gateway, json } => {
-            let Some(intent) = load_or_report(&config)? else { return Ok(Outcome::Failed) };
+        Command::Plan {
+            config,
+            gateway,
+            json,
+        } => {
+            let Some(intent) = load_or_report(&config)? else {
+                return Ok(Outcome::Failed);
+            };
             let names: Vec<String> = match gateway {
                 Some(g) => vec![g],
                 None => intent.gateways.keys().cloned().collect(),
             };
-            let plans = names.iter().map(|g| plan(&intent, g)).collect::<Result<Vec<_>, _>>()?;
+            let plans = names
+                .iter()
+                .map(|g| plan(&intent, g))
+                .collect::<Result<Vec<_>, _>>()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&plans)?);
             } else {
@@ -135,21 +155,30 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             Ok(Outcome::Ok)
         }
         Command::Parity { a, b, config, json } => {
-            let Some(intent) = load_or_report(&config)? else { return Ok(Outcome::Failed) };
+            let Some(intent) = load_or_report(&config)? else {
+                return Ok(Outcome::Failed);
+            };
             let report = parity(&intent, &a, &b)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!("{report}");
             }
-            Ok(if report.identical() { Outcome::Ok } else { Outcome::Failed })
+            Ok(if report.identical() {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            })
         }
         Command::Keygen { file } => {
             keygen(&file)?;
             Ok(Outcome::Ok)
         }
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&weft_config::json_schema())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&weft_config::json_schema())?
+            );
             Ok(Outcome::Ok)
         }
     }
@@ -170,22 +199,36 @@ fn load_or_report(layers: &[PathBuf]) -> anyhow::Result<Option<Intent>> {
 
 fn render_text(diagnostics: &Diagnostics) -> String {
     let mut out: String = diagnostics.iter().map(|d| d.render() + "\n").collect();
-    out += &format!("{diagnostics}").lines().next().unwrap_or_default().to_owned();
+    out += &format!("{diagnostics}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     out.push('\n');
     out
 }
 
-fn validate(files: Vec<PathBuf>, layers: Vec<PathBuf>, gateway: Option<&str>, format: Format) -> anyhow::Result<Outcome> {
-    let configs: Vec<Vec<PathBuf>> = match (files.is_empty(), layers.is_empty()) {
-        (false, true) => files.into_iter().map(|f| vec![f]).collect(),
-        (true, false) => vec![layers],
-        (true, true) => vec![vec![PathBuf::from(DEFAULT_CONFIG)]],
-        (false, false) => anyhow::bail!("give either FILES (each checked alone) or -c layers (merged), not both"),
+fn validate(
+    files: Vec<PathBuf>,
+    layers: Vec<PathBuf>,
+    gateway: Option<&str>,
+    format: Format,
+) -> anyhow::Result<Outcome> {
+    let configs: Vec<Vec<PathBuf>> = if !layers.is_empty() {
+        vec![layers]
+    } else if files.is_empty() {
+        vec![vec![PathBuf::from(DEFAULT_CONFIG)]]
+    } else {
+        files.into_iter().map(|f| vec![f]).collect()
     };
     let mut reports = Vec::new();
     let mut all_ok = true;
     for config in configs {
-        let name = config.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + ");
+        let name = config
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + ");
         let loader = config.iter().fold(Loader::new(), |l, f| l.file(f));
         let result = loader.load().map_err(|e| match e {
             LoadError::Invalid(d) => d,
@@ -251,7 +294,12 @@ fn keygen(file: &PathBuf) -> anyhow::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(file)
-        .with_context(|| format!("creating {} (an existing file is never overwritten)", file.display()))?;
+        .with_context(|| {
+            format!(
+                "creating {} (an existing file is never overwritten)",
+                file.display()
+            )
+        })?;
     out.write_all(key.to_base64().as_bytes())?;
     out.write_all(b"\n")?;
     out.sync_all()?;

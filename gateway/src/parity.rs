@@ -59,7 +59,13 @@ struct Comparison<'a> {
 }
 
 impl Comparison<'_> {
-    fn compare(&mut self, place: &str, aspect: &'static str, a: BTreeSet<String>, b: BTreeSet<String>) {
+    fn compare(
+        &mut self,
+        place: &str,
+        aspect: &'static str,
+        a: BTreeSet<String>,
+        b: BTreeSet<String>,
+    ) {
         self.report.compared += a.union(&b).count();
         let only_in_a: Vec<String> = a.difference(&b).cloned().collect();
         let only_in_b: Vec<String> = b.difference(&a).cloned().collect();
@@ -108,22 +114,37 @@ pub fn parity(intent: &Intent, a: &str, b: &str) -> Result<ParityReport, ParityE
         set(net_a.attachments.keys()),
         set(net_b.attachments.keys()),
     );
-    let sites: BTreeSet<&String> = net_a.attachments.keys().chain(net_b.attachments.keys()).collect();
+    let sites: BTreeSet<&String> = net_a
+        .attachments
+        .keys()
+        .chain(net_b.attachments.keys())
+        .collect();
     for site in sites {
         c.report.sites.push(site.clone());
-        let (Some(att_a), Some(att_b)) = (net_a.attachments.get(site), net_b.attachments.get(site)) else {
+        let (Some(att_a), Some(att_b)) = (net_a.attachments.get(site), net_b.attachments.get(site))
+        else {
             continue;
         };
         c.compare(site, "prefixes", set(&att_a.prefixes), set(&att_b.prefixes));
-        let Some(gateway) = intent.gateway_at(site) else { continue };
-        let Ok(gateway_plan) = plan(intent, &gateway.name) else { continue };
+        let Some(gateway) = intent.gateway_at(site) else {
+            continue;
+        };
+        let Ok(gateway_plan) = plan(intent, &gateway.name) else {
+            continue;
+        };
         let of = |id: &NetworkId| gateway_plan.networks.iter().find(|n| &n.network == id);
-        let (Some(plan_a), Some(plan_b)) = (of(c.a), of(c.b)) else { continue };
+        let (Some(plan_a), Some(plan_b)) = (of(c.a), of(c.b)) else {
+            continue;
+        };
         let routes = |p: &crate::plan::NetworkPlan| {
             p.local_routes
                 .iter()
                 .map(|r| format!("{r} local"))
-                .chain(p.remote_routes.iter().map(|r| format!("{} via {}", r.prefix, r.site)))
+                .chain(
+                    p.remote_routes
+                        .iter()
+                        .map(|r| format!("{} via {}", r.prefix, r.site)),
+                )
                 .collect::<BTreeSet<_>>()
         };
         c.compare(site, "routes", routes(plan_a), routes(plan_b));

@@ -6,7 +6,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 use serde::Serialize;
-use weft_config::{Endpoint, EndpointHost, Gateway, Intent, Label, NetworkId, NextHop, PublicKey, RouteTableRef};
+use weft_config::{
+    Endpoint, EndpointHost, Gateway, Intent, Label, NetworkId, NextHop, PublicKey, RouteTableRef,
+};
 
 /// Bytes WireGuard adds over an IPv4 underlay: IPv4 20 + UDP 8 + WireGuard header 16 + tag 16.
 pub const WIREGUARD_OVERHEAD_V4: u16 = 60;
@@ -142,16 +144,26 @@ fn overhead(endpoint: &Endpoint) -> u16 {
 
 /// The plan of gateway `name`.
 pub fn plan(intent: &Intent, name: &str) -> Result<GatewayPlan, PlanError> {
-    let gateway = intent.gateways.get(name).ok_or_else(|| PlanError::UnknownGateway {
-        name: name.to_owned(),
-        known: intent.gateways.keys().cloned().collect::<Vec<_>>().join(", "),
-    })?;
+    let gateway = intent
+        .gateways
+        .get(name)
+        .ok_or_else(|| PlanError::UnknownGateway {
+            name: name.to_owned(),
+            known: intent
+                .gateways
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
     let site = &intent.sites[&gateway.site];
     let gateway_of = |site: &str| intent.gateway_at(site);
     let mut networks = Vec::new();
     let mut route_tables = Vec::new();
     for network in intent.networks.values() {
-        let Some(local) = network.attachments.get(&gateway.site) else { continue };
+        let Some(local) = network.attachments.get(&gateway.site) else {
+            continue;
+        };
         let remote_routes: Vec<RemoteRoute> = network
             .attachments
             .values()
@@ -169,7 +181,10 @@ pub fn plan(intent: &Intent, name: &str) -> Result<GatewayPlan, PlanError> {
             .attachments
             .keys()
             .filter_map(|s| Some((intent.sites.get(s)?, gateway_of(s)?)))
-            .map(|(s, g): (_, &Gateway)| s.underlay_mtu.saturating_sub(overhead(&g.endpoint) + LABEL_OVERHEAD))
+            .map(|(s, g): (_, &Gateway)| {
+                s.underlay_mtu
+                    .saturating_sub(overhead(&g.endpoint) + LABEL_OVERHEAD)
+            })
             .min()
             .unwrap_or(site.underlay_mtu - overhead(&gateway.endpoint) - LABEL_OVERHEAD);
         let destinations: Vec<IpNet> = remote_routes.iter().map(|r| r.prefix).collect();
@@ -178,9 +193,11 @@ pub fn plan(intent: &Intent, name: &str) -> Result<GatewayPlan, PlanError> {
                 .route_tables
                 .iter()
                 .map(|t| RouteTableTarget::Table { table: t.clone() })
-                .chain((!local.route_table_tags.is_empty()).then(|| RouteTableTarget::Tagged {
-                    tags: local.route_table_tags.clone(),
-                }));
+                .chain(
+                    (!local.route_table_tags.is_empty()).then(|| RouteTableTarget::Tagged {
+                        tags: local.route_table_tags.clone(),
+                    }),
+                );
             route_tables.extend(targets.map(|target| RouteTablePlan {
                 target,
                 network: network.id.clone(),

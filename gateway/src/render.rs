@@ -6,7 +6,8 @@ use crate::plan::{GatewayPlan, RouteTableTarget};
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_style(presets::UTF8_HORIZONTAL_ONLY).set_header(header.to_vec());
+    t.load_style(presets::UTF8_HORIZONTAL_ONLY)
+        .set_header(header.to_vec());
     t
 }
 
@@ -46,7 +47,11 @@ pub fn plan_text(plan: &GatewayPlan) -> String {
     for n in &plan.networks {
         let mut routes = table(&["prefix", "via", "label"]);
         for prefix in &n.local_routes {
-            routes.add_row(vec![prefix.to_string(), format!("local, {}", n.interface), "-".into()]);
+            routes.add_row(vec![
+                prefix.to_string(),
+                format!("local, {}", n.interface),
+                "-".into(),
+            ]);
         }
         for r in &n.remote_routes {
             routes.add_row(vec![
@@ -58,13 +63,22 @@ pub fn plan_text(plan: &GatewayPlan) -> String {
         out += &format!("\nRoutes of {} (table {})\n{routes}\n", n.network, n.table);
     }
 
-    let mut cloud = table(&["route table", "network", "destination", "next hop", "takeover"]);
+    let mut cloud = table(&[
+        "route table",
+        "network",
+        "destination",
+        "next hop",
+        "takeover",
+    ]);
     for t in &plan.route_tables {
         let target = match &t.target {
             RouteTableTarget::Table { table } => table.to_string(),
             RouteTableTarget::Tagged { tags } => format!(
                 "tagged {}",
-                tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+                tags.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
         };
         for d in &t.destinations {
