@@ -74,7 +74,11 @@ impl Diagnostics {
     /// Sorts by location and drops exact repeats, so output is stable and readable.
     pub(crate) fn sorted(mut self) -> Self {
         self.0.sort_by(|a, b| {
-            (&a.location, a.key.to_string(), &a.message).cmp(&(&b.location, b.key.to_string(), &b.message))
+            (&a.location, a.key.to_string(), &a.message).cmp(&(
+                &b.location,
+                b.key.to_string(),
+                &b.message,
+            ))
         });
         self.0.dedup();
         self
@@ -82,7 +86,11 @@ impl Diagnostics {
 
     /// `Ok(value)` when nothing was found, else these diagnostics.
     pub(crate) fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
-        if self.is_empty() { Ok(value) } else { Err(self.sorted()) }
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.sorted())
+        }
     }
 }
 
@@ -111,7 +119,11 @@ impl Extend<Diagnostic> for Diagnostics {
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(f, "{n} configuration error{}", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{n} configuration error{}",
+            if n == 1 { "" } else { "s" }
+        )?;
         for d in &self.0 {
             write!(f, "\n{d}")?;
         }

@@ -53,8 +53,11 @@ pub struct OverlaySection {
     pub underlay_mtu: u32,
 }
 
+/// The UDP port gateways listen on when neither the overlay nor their endpoint names one.
+pub(crate) const DEFAULT_LISTEN_PORT: u16 = 51820;
+
 fn default_listen_port() -> u32 {
-    51820
+    u32::from(DEFAULT_LISTEN_PORT)
 }
 
 fn default_mtu() -> u32 {
@@ -93,7 +96,9 @@ pub struct NetworkSection {
 }
 
 /// Which cloud (or none) a site is in; it decides how route tables are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SiteKindName {
     /// Amazon Web Services: VPC route tables.

@@ -69,7 +69,8 @@ impl Intent {
                 location: self.locate(&path),
                 key: path,
                 message: e.to_string(),
-                expected: "a file of mode 0600 holding the base64 private key of `public_key`".to_owned(),
+                expected: "a file of mode 0600 holding the base64 private key of `public_key`"
+                    .to_owned(),
                 hint: "create one with `weft keygen FILE` and put the public key it prints into \
                        `public_key`"
                     .to_owned(),
@@ -235,7 +236,9 @@ pub enum NextHop {
 impl fmt::Display for NextHop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NextHop::AwsEni(s) | NextHop::AwsInstance(s) | NextHop::GcpInstance(s) => f.write_str(s),
+            NextHop::AwsEni(s) | NextHop::AwsInstance(s) | NextHop::GcpInstance(s) => {
+                f.write_str(s)
+            }
             NextHop::Ip(ip) => write!(f, "{ip}"),
         }
     }

@@ -116,7 +116,10 @@ mod tests {
         let path = KeyPath::of(&["networks", "shop/prod", "cidrs"]).index(1);
         assert_eq!(path.to_string(), r#"networks."shop/prod".cidrs[1]"#);
         assert_eq!(KeyPath::root().to_string(), "(root)");
-        assert_eq!(KeyPath::of(&["sites", "aws-east"]).to_string(), "sites.aws-east");
+        assert_eq!(
+            KeyPath::of(&["sites", "aws-east"]).to_string(),
+            "sites.aws-east"
+        );
     }
 
     #[test]

@@ -25,7 +25,11 @@ pub enum KeyError {
 }
 
 fn decode_key(text: &str) -> Result<[u8; 32], KeyError> {
-    let bytes = Zeroizing::new(STANDARD.decode(text.trim()).map_err(|_| KeyError::NotBase64)?);
+    let bytes = Zeroizing::new(
+        STANDARD
+            .decode(text.trim())
+            .map_err(|_| KeyError::NotBase64)?,
+    );
     <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyError::WrongLength(bytes.len()))
 }
 
@@ -151,7 +155,11 @@ pub fn read_private_key(path: &Path, expected: &PublicKey) -> Result<PrivateKey,
         path: path.to_owned(),
         source,
     };
-    let mode = std::fs::metadata(path).map_err(unreadable)?.permissions().mode() & 0o777;
+    let mode = std::fs::metadata(path)
+        .map_err(unreadable)?
+        .permissions()
+        .mode()
+        & 0o777;
     if mode & 0o077 != 0 {
         return Err(KeyFileError::TooOpen {
             path: path.to_owned(),
@@ -197,8 +205,9 @@ mod tests {
     fn derives_public_key_like_wireguard() {
         // RFC 7748 section 6.1 test vector (Alice).
         let private = PrivateKey::from_bytes([
-            0x77, 0x07, 0x6d, 0x0a, 0x73, 0x18, 0xa5, 0x7d, 0x3c, 0x16, 0xc1, 0x72, 0x51, 0xb2, 0x66, 0x45,
-            0xdf, 0x4c, 0x2f, 0x87, 0xeb, 0xc0, 0x99, 0x2a, 0xb1, 0x77, 0xfb, 0xa5, 0x1d, 0xb9, 0x2c, 0x2a,
+            0x77, 0x07, 0x6d, 0x0a, 0x73, 0x18, 0xa5, 0x7d, 0x3c, 0x16, 0xc1, 0x72, 0x51, 0xb2,
+            0x66, 0x45, 0xdf, 0x4c, 0x2f, 0x87, 0xeb, 0xc0, 0x99, 0x2a, 0xb1, 0x77, 0xfb, 0xa5,
+            0x1d, 0xb9, 0x2c, 0x2a,
         ]);
         let public = PublicKey::from_private(&private);
         assert_eq!(
@@ -217,13 +226,25 @@ mod tests {
         let public = PublicKey::from_private(&private);
         std::fs::write(&path, private.to_base64().as_bytes()).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(read_private_key(&path, &public), Err(KeyFileError::TooOpen { mode: 0o644, .. })));
+        assert!(matches!(
+            read_private_key(&path, &public),
+            Err(KeyFileError::TooOpen { mode: 0o644, .. })
+        ));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(read_private_key(&path, &public).unwrap().as_bytes(), private.as_bytes());
+        assert_eq!(
+            read_private_key(&path, &public).unwrap().as_bytes(),
+            private.as_bytes()
+        );
         let other = PublicKey::from_private(&PrivateKey::from_bytes([1; 32]));
-        assert!(matches!(read_private_key(&path, &other), Err(KeyFileError::Mismatch { .. })));
+        assert!(matches!(
+            read_private_key(&path, &other),
+            Err(KeyFileError::Mismatch { .. })
+        ));
         std::fs::write(&path, "not a key").unwrap();
-        assert!(matches!(read_private_key(&path, &public), Err(KeyFileError::NotAKey { .. })));
+        assert!(matches!(
+            read_private_key(&path, &public),
+            Err(KeyFileError::NotAKey { .. })
+        ));
         assert!(matches!(
             read_private_key(&dir.path().join("missing"), &public),
             Err(KeyFileError::Unreadable { .. })

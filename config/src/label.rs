@@ -21,7 +21,9 @@ impl Label {
 
     /// A label from its value, if it is in range.
     pub fn new(value: u32) -> Option<Self> {
-        (Self::MIN..=Self::MAX).contains(&value).then_some(Self(value))
+        (Self::MIN..=Self::MAX)
+            .contains(&value)
+            .then_some(Self(value))
     }
 
     /// The label a network gets when the configuration names none: a hash of its id, so it

@@ -19,12 +19,13 @@ mod names;
 mod partial;
 mod schema;
 mod source_map;
+mod syntax;
 mod validate;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use intent::{
-    Attachment, CredentialSource, Endpoint, EndpointHost, Gateway, Intent, Network, NetworkId, NextHop,
-    Overlay, RouteTableRef, Site, SiteKind, Tenant,
+    Attachment, CredentialSource, Endpoint, EndpointHost, Gateway, Intent, Network, NetworkId,
+    NextHop, Overlay, RouteTableRef, Site, SiteKind, Tenant,
 };
 pub use key_path::{KeyPath, Segment};
 pub use keys::{KeyError, KeyFileError, PrivateKey, PublicKey, read_private_key};

@@ -1,11 +1,11 @@
 //! Loading a configuration: TOML files in order, then `WEFT_SECTION__KEY` environment
 //! overrides, merged by figment, checked against the schema, then validated.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Serialized};
 use toml::de::DeTable;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -13,7 +13,8 @@ use crate::intent::Intent;
 use crate::key_path::KeyPath;
 use crate::partial::Sections;
 use crate::schema::check_structure;
-use crate::source_map::{Location, SourceFile, SourceMap, line_column};
+use crate::source_map::{Location, SourceFile, SourceMap};
+use crate::syntax::syntax_diagnostics;
 use crate::validate::validate;
 
 /// The prefix of environment variables that override the files.
@@ -80,11 +81,20 @@ impl Loader {
                 source,
             })?;
             let (table, errors) = DeTable::parse_recoverable(&text);
-            if errors.is_empty() {
-                figment = figment.merge(Toml::string(&text));
-                sources.push(SourceFile::new(path.clone(), text.clone(), &table));
-            } else {
-                syntax.extend(errors.iter().map(|e| syntax_diagnostic(path, &text, e)));
+            if !errors.is_empty() {
+                syntax.extend(syntax_diagnostics(path, &text, &errors));
+                continue;
+            }
+            // The file is handed to figment already parsed, by the same parser (TOML 1.1)
+            // that found it free of syntax errors and that indexes its positions; figment's
+            // own TOML parser (1.0) would reject some of what this one accepts, and say so
+            // without a position.
+            match toml::from_str::<toml::Table>(&text) {
+                Ok(values) => {
+                    figment = figment.merge(Serialized::defaults(values));
+                    sources.push(SourceFile::new(path.clone(), text.clone(), &table));
+                }
+                Err(e) => syntax.extend(syntax_diagnostics(path, &text, &[e])),
             }
         }
         if !syntax.is_empty() {
@@ -112,6 +122,18 @@ impl Loader {
             Ok(_) => Err(LoadError::Invalid(diagnostics.sorted())),
             Err(semantic) => {
                 diagnostics.extend(semantic);
+                if diagnostics.is_empty() {
+                    // Validation found the configuration unusable yet named no reason: a
+                    // gap in the checks, reported rather than hidden.
+                    diagnostics.push(Diagnostic {
+                        location: Location::Unknown,
+                        key: KeyPath::of(&["overlay"]),
+                        message: "the [overlay] section could not be read".to_owned(),
+                        expected: "an [overlay] table with name, domain and infra_prefix"
+                            .to_owned(),
+                        hint: "compare it with config/examples/lab.toml".to_owned(),
+                    });
+                }
                 Err(LoadError::Invalid(diagnostics.sorted()))
             }
         }
@@ -135,29 +157,192 @@ fn env_provider(prefix: &str) -> Env {
 fn env_overrides(prefix: &str) -> Vec<(KeyPath, String)> {
     std::env::vars()
         .filter_map(|(var, _)| {
-            let rest = var.get(..prefix.len())?.eq_ignore_ascii_case(prefix).then(|| &var[prefix.len()..])?;
+            let rest = var
+                .get(..prefix.len())?
+                .eq_ignore_ascii_case(prefix)
+                .then(|| &var[prefix.len()..])?;
             rest.contains("__").then(|| {
-                let path = rest.to_lowercase().split("__").map(|k| crate::key_path::Segment::Key(k.to_owned())).collect();
+                let path = rest
+                    .to_lowercase()
+                    .split("__")
+                    .map(|k| crate::key_path::Segment::Key(k.to_owned()))
+                    .collect();
                 (path, var.clone())
             })
         })
         .collect()
 }
 
-fn syntax_diagnostic(path: &Path, text: &str, error: &toml::de::Error) -> Diagnostic {
-    let line_starts: Vec<usize> = std::iter::once(0)
-        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-        .collect();
-    let (line, column) = line_column(text, &line_starts, error.span().map_or(0, |s| s.start));
-    Diagnostic {
-        location: Location::File {
-            path: path.to_owned(),
-            line,
-            column,
-        },
-        key: KeyPath::root(),
-        message: format!("TOML syntax: {}", error.message().trim_end()),
-        expected: "a valid TOML 1.0 document".to_owned(),
-        hint: "check quotes, brackets, commas and repeated keys or tables at this place".to_owned(),
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const VALID: &str = r#"
+[overlay]
+name = "lab"
+domain = "lab.internal"
+infra_prefix = "100.64.0.0/24"
+
+[tenants.shop]
+
+[networks."shop/prod"]
+cidrs = ["10.10.0.0/16"]
+
+[sites.dc1]
+kind = "linux"
+
+[gateways.dc1-gw]
+site = "dc1"
+endpoint = "192.0.2.1:51820"
+public_key = "6JYxBVz/fIw9vLsYVjYvhXiP/h7JFRJSAGaOznd8RwQ="
+private_key_file = "dc1.key"
+infra_address = "100.64.0.1"
+
+[attachments."shop/prod".dc1]
+prefixes = ["10.10.1.0/24"]
+interface = "eth1"
+"#;
+
+    /// Loads `text` and returns `LINE:COLUMN KEY: MESSAGE` per diagnostic.
+    fn report(text: &str) -> Result<Intent, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weft.toml");
+        std::fs::write(&path, text).unwrap();
+        Loader::new()
+            .env_prefix(None)
+            .file(&path)
+            .load()
+            .map_err(|e| match e {
+                LoadError::Invalid(all) => all
+                    .iter()
+                    .map(|d| match &d.location {
+                        Location::File { line, column, .. } => {
+                            format!("{line}:{column} {}: {}", d.key, d.message)
+                        }
+                        other => format!("{other} {}: {}", d.key, d.message),
+                    })
+                    .collect(),
+                other => panic!("{other}"),
+            })
+    }
+
+    #[test]
+    fn the_base_config_and_the_examples_are_valid() {
+        report(VALID).unwrap();
+        for example in ["lab.toml", "multicloud.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples")
+                .join(example);
+            let intent = Loader::new().env_prefix(None).file(&path).load();
+            assert!(intent.is_ok(), "{example}: {}", intent.unwrap_err());
+        }
+    }
+
+    #[test]
+    fn toml_1_1_syntax_is_accepted_throughout() {
+        // A multi-line inline table with a trailing comma: TOML 1.1, which the positions
+        // parser accepts; figment's own TOML 1.0 parser used to fail it without a position.
+        let text = VALID.replace(
+            "interface = \"eth1\"\n",
+            "interface = \"eth1\"\nroute_tables = [\"main\"]\nnext_hop = \"10.10.1.1\"\n",
+        ) + "route_table_tags = {\n  a = \"b\",\n}\n";
+        let errors = report(&text).unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "27:1 attachments.\"shop/prod\".dc1.route_table_tags: route table tags select AWS route tables; `dc1` is a linux site"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unreadable_overlay_is_reported_with_the_rest_and_does_not_panic() {
+        let text = VALID
+            .replace("name = \"lab\"\n", "")
+            .replace("192.0.2.1:51820", "192.0.2.1:0");
+        assert_eq!(
+            report(&text).unwrap_err(),
+            [
+                "2:2 overlay.name: missing key `name`",
+                "16:12 gateways.dc1-gw.endpoint: `192.0.2.1:0` has port 0"
+            ]
+        );
+        let text = VALID.replace("[overlay]", "[overlays]");
+        assert_eq!(
+            report(&text).unwrap_err(),
+            ["2:2 overlays: unknown key `overlays`"]
+        );
+    }
+
+    #[test]
+    fn a_bad_cidr_raises_no_follow_up_about_prefixes() {
+        let text = VALID.replace("\"10.10.0.0/16\"", "\"10.10.0.1/16\"");
+        assert_eq!(
+            report(&text).unwrap_err(),
+            ["10:10 networks.\"shop/prod\".cidrs[0]: `10.10.0.1/16` has host bits set"]
+        );
+    }
+
+    #[test]
+    fn references_to_entities_already_reported_raise_nothing() {
+        // The site has the wrong type; the gateway and attachment naming it are not "dangling".
+        let text = VALID.replace("[sites.dc1]\nkind = \"linux\"", "[sites]\ndc1 = \"linux\"");
+        assert_eq!(
+            report(&text).unwrap_err(),
+            ["13:7 sites.dc1: expected a table, found a string"]
+        );
+        // The gateways section is misspelt: the attachment does not lack a gateway.
+        let text = VALID.replace("[gateways.", "[gateway.");
+        assert_eq!(
+            report(&text).unwrap_err(),
+            ["15:2 gateway: unknown key `gateway`"]
+        );
+        // The gateway names a site that does not exist: the site it was meant for does not
+        // lack a gateway.
+        let text = VALID.replace("site = \"dc1\"", "site = \"dc2\"");
+        assert_eq!(
+            report(&text).unwrap_err(),
+            ["16:8 gateways.dc1-gw.site: site `dc2` is not declared"]
+        );
+    }
+
+    #[test]
+    fn a_misspelt_required_key_is_reported_once() {
+        let text = VALID.replace("public_key =", "publickey =");
+        assert_eq!(
+            report(&text).unwrap_err(),
+            ["18:1 gateways.dc1-gw.publickey: unknown key `publickey`"]
+        );
+        let text = VALID.replace("kind = \"linux\"", "kind = \"aws\"\nregoin = \"eu-west-1\"");
+        assert_eq!(
+            report(&text).unwrap_err(),
+            ["14:1 sites.dc1.regoin: unknown key `regoin`"]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_without_their_echoes() {
+        let unclosed = VALID.replace("cidrs = [\"10.10.0.0/16\"]", "cidrs = [\"10.10.0.0/16\"");
+        assert_eq!(
+            report(&unclosed).unwrap_err(),
+            ["10:9 (root): TOML syntax: this array is never closed"]
+        );
+        let twice = VALID.to_owned() + "\n[sites.dc1]\nkind = \"linux\"\n";
+        assert_eq!(
+            report(&twice).unwrap_err(),
+            ["26:8 (root): TOML syntax: table `[sites.dc1]` is defined twice"]
+        );
+        let no_value = VALID.replace("name = \"lab\"", "name =");
+        assert_eq!(
+            report(&no_value).unwrap_err(),
+            ["3:7 (root): TOML syntax: no value after `name =`"]
+        );
+        let key_twice = VALID.replace("kind = \"linux\"", "kind = \"linux\"\nkind = \"aws\"");
+        assert_eq!(
+            report(&key_twice).unwrap_err(),
+            ["14:1 (root): TOML syntax: duplicate key `kind`"]
+        );
     }
 }

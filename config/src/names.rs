@@ -8,7 +8,10 @@ pub(crate) fn check_label(name: &str) -> Result<(), String> {
         return Err("is empty".into());
     }
     if name.len() > 32 {
-        return Err(format!("is {} characters long; the limit is 32", name.len()));
+        return Err(format!(
+            "is {} characters long; the limit is 32",
+            name.len()
+        ));
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         return Err("must start with a lowercase letter".into());
@@ -20,7 +23,9 @@ pub(crate) fn check_label(name: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
-        return Err(format!("contains `{c}`; use lowercase letters, digits and hyphens"));
+        return Err(format!(
+            "contains `{c}`; use lowercase letters, digits and hyphens"
+        ));
     }
     Ok(())
 }
@@ -32,6 +37,9 @@ pub(crate) fn check_dns_name(name: &str) -> Result<(), String> {
         return Err("must be 1 to 253 characters long".into());
     }
     for label in name.split('.') {
+        if label.is_empty() {
+            return Err("has an empty label: two dots in a row, or a dot at the start".into());
+        }
         let ok = (1..=63).contains(&label.len())
             && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             && !label.starts_with('-')
@@ -53,7 +61,10 @@ pub(crate) fn check_interface(name: &str) -> Result<(), String> {
     if name == "." || name == ".." {
         return Err("cannot be `.` or `..`".into());
     }
-    if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || !c.is_ascii_graphic()) {
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || !c.is_ascii_graphic())
+    {
         return Err("may not contain `/`, `:`, white space or non-ASCII characters".into());
     }
     Ok(())
@@ -79,7 +90,8 @@ mod tests {
         assert!(check_dns_name("weft.internal").is_ok());
         assert!(check_dns_name("weft.internal.").is_ok());
         assert!(check_dns_name("-bad.internal").is_err());
-        assert!(check_dns_name("a..b").is_err());
+        assert!(check_dns_name("a..b").unwrap_err().contains("empty label"));
+        assert!(check_dns_name(".a").unwrap_err().contains("empty label"));
     }
 
     #[test]

@@ -11,8 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::file_model::{AttachmentSection, GatewaySection, NetworkSection, OverlaySection, SiteSection, TenantSection};
+use crate::file_model::{
+    AttachmentSection, GatewaySection, NetworkSection, OverlaySection, SiteSection, TenantSection,
+};
 use crate::key_path::{KeyPath, Segment};
+use crate::schema::suggested_key;
 
 /// The entities of a configuration that could be read.
 #[derive(Debug, Default)]
@@ -62,9 +65,23 @@ impl Sections {
         sections
     }
 
-    /// Whether the entity `section.name` exists in the file but could not be read.
+    /// Whether the entity `section.name` may exist in the file but could not be read: it
+    /// lacks a required key, it (or its whole section) has the wrong type, or the section's
+    /// name is misspelt. Its mistakes were reported already, so references to it raise none.
     pub(crate) fn is_broken(&self, section: &str, name: &str) -> bool {
-        self.broken.contains(&KeyPath::of(&[section, name]))
+        let path = KeyPath::of(&[section, name]);
+        self.broken.contains(&path) || self.is_pruned(&path) || self.is_misspelt_section(section)
+    }
+
+    /// Whether a top-level key was reported as unknown that is most likely `section`
+    /// misspelt, such as `[gateway.x]` for `[gateways.x]`: whatever it holds is unknown.
+    pub(crate) fn is_misspelt_section(&self, section: &str) -> bool {
+        self.pruned.iter().any(|p| match p.segments() {
+            [Segment::Key(key)] => {
+                key != section && suggested_key(&KeyPath::root(), key).as_deref() == Some(section)
+            }
+            _ => false,
+        })
     }
 
     /// Whether `path` is at or below a value that was already reported and removed.
@@ -78,7 +95,9 @@ fn entities<T: DeserializeOwned>(
     path: &KeyPath,
     broken: &mut BTreeSet<KeyPath>,
 ) -> BTreeMap<String, T> {
-    let Some(Value::Object(map)) = table else { return BTreeMap::new() };
+    let Some(Value::Object(map)) = table else {
+        return BTreeMap::new();
+    };
     map.into_iter()
         .filter_map(|(name, value)| match serde_json::from_value(value) {
             Ok(entity) => Some((name, entity)),
@@ -102,11 +121,15 @@ fn up_to_array(path: &KeyPath) -> KeyPath {
 
 /// Removes the value at `path`, a path of table keys only.
 fn remove(root: &mut Value, path: &KeyPath) {
-    let Some((last, parents)) = path.segments().split_last() else { return };
+    let Some((last, parents)) = path.segments().split_last() else {
+        return;
+    };
     let mut node = root;
     for segment in parents {
         let Segment::Key(key) = segment else { return };
-        let Some(child) = node.get_mut(key) else { return };
+        let Some(child) = node.get_mut(key) else {
+            return;
+        };
         node = child;
     }
     if let (Segment::Key(key), Value::Object(map)) = (last, node) {
@@ -131,10 +154,36 @@ mod tests {
             KeyPath::of(&["networks", "a/b", "cidrs"]).index(1),
         ];
         let s = Sections::read(merged, pruned);
-        assert_eq!(s.overlay.as_ref().unwrap().listen_port, 51820, "pruned value falls back to its default");
+        assert_eq!(
+            s.overlay.as_ref().unwrap().listen_port,
+            51820,
+            "pruned value falls back to its default"
+        );
         assert!(s.sites.contains_key("good"));
         assert!(s.is_broken("sites", "bad"));
-        assert!(s.networks["a/b"].cidrs.is_none(), "an array with a bad element goes whole");
+        assert!(
+            s.networks["a/b"].cidrs.is_none(),
+            "an array with a bad element goes whole"
+        );
         assert!(s.is_pruned(&KeyPath::of(&["networks", "a/b", "cidrs"])));
+    }
+
+    #[test]
+    fn entities_reported_as_a_whole_count_as_broken() {
+        let merged = json!({
+            "overlay": {"name": "x", "domain": "d", "infra_prefix": "100.64.0.0/24"},
+            "sites": {"dc1": "linux"},
+            "gateway": {"gw": {"site": "dc1"}},
+        });
+        let pruned = vec![KeyPath::of(&["sites", "dc1"]), KeyPath::of(&["gateway"])];
+        let s = Sections::read(merged, pruned);
+        assert!(s.is_broken("sites", "dc1"), "a site of the wrong type");
+        assert!(!s.is_broken("sites", "dc2"));
+        assert!(
+            s.is_misspelt_section("gateways"),
+            "[gateway] is [gateways] misspelt"
+        );
+        assert!(s.is_broken("gateways", "gw"));
+        assert!(!s.is_misspelt_section("networks"));
     }
 }

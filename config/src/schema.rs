@@ -45,28 +45,69 @@ fn validator() -> &'static jsonschema::Validator {
 
 /// Checks the merged configuration against the schema and explains every violation. Also
 /// returns the paths of the offending values, to be pruned before semantic validation.
-pub(crate) fn check_structure(instance: &Value, sources: &SourceMap) -> (Diagnostics, Vec<KeyPath>) {
+pub(crate) fn check_structure(
+    instance: &Value,
+    sources: &SourceMap,
+) -> (Diagnostics, Vec<KeyPath>) {
     let mut diagnostics = Diagnostics::default();
     let mut pruned = Vec::new();
-    for error in validator().iter_errors(instance) {
-        let path: KeyPath = error
-            .instance_path()
-            .into_iter()
-            .map(|segment| match segment {
-                LocationSegment::Property(key) => Segment::Key(key.to_string()),
-                LocationSegment::Index(i) => Segment::Index(i),
-            })
-            .collect();
+    let errors: Vec<(KeyPath, _)> = validator()
+        .iter_errors(instance)
+        .map(|error| {
+            let path: KeyPath = error
+                .instance_path()
+                .into_iter()
+                .map(|segment| match segment {
+                    LocationSegment::Property(key) => Segment::Key(key.to_string()),
+                    LocationSegment::Index(i) => Segment::Index(i),
+                })
+                .collect();
+            (path, error)
+        })
+        .collect();
+    for (path, error) in &errors {
         match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 pruned.extend(unexpected.iter().map(|key| path.key(key.clone())));
             }
-            ValidationErrorKind::Required { .. } => {} // the entity is left out as a whole
+            ValidationErrorKind::Required { property } => {
+                // The entity is left out as a whole. A misspelt key already says "did you
+                // mean `property`?"; saying that `property` is missing too would be noise.
+                let property = property.as_str().unwrap_or_default();
+                let misspelt = errors.iter().any(|(p, e)| match e.kind() {
+                    ValidationErrorKind::AdditionalProperties { unexpected } => {
+                        p == path
+                            && unexpected
+                                .iter()
+                                .any(|key| suggested_key(path, key).as_deref() == Some(property))
+                    }
+                    _ => false,
+                });
+                if misspelt {
+                    continue;
+                }
+            }
             _ => pruned.push(path.clone()),
         }
-        explain(&path, error.kind(), error.instance(), sources, &mut diagnostics);
+        explain(
+            path,
+            error.kind(),
+            error.instance(),
+            sources,
+            &mut diagnostics,
+        );
     }
     (diagnostics, pruned)
+}
+
+/// The known key that an unknown key `unexpected` in the table at `table` is most likely a
+/// misspelling of, if any.
+pub(crate) fn suggested_key(table: &KeyPath, unexpected: &str) -> Option<String> {
+    if looks_like_secret(unexpected) {
+        return None;
+    }
+    let keys = known_keys(node_at(schema(), table));
+    did_you_mean(unexpected, keys.iter().map(String::as_str)).map(str::to_owned)
 }
 
 /// The subschema that describes the value at `path`.
@@ -112,7 +153,11 @@ fn description(node: Option<&Value>) -> Option<String> {
 /// The names a value may take when the schema lists them (`enum`, or `oneOf` of `const`s).
 fn allowed_values(node: &Value) -> Vec<String> {
     if let Some(values) = node.get("enum").and_then(Value::as_array) {
-        return values.iter().filter_map(Value::as_str).map(str::to_owned).collect();
+        return values
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
     }
     node.get("oneOf")
         .and_then(Value::as_array)
@@ -135,9 +180,19 @@ fn known_keys(node: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// How a TOML date or time reaches the schema check: a table of this one key.
+const TOML_DATETIME: &str = "$__toml_private_datetime";
+
+fn is_toml_datetime(value: &Value) -> bool {
+    value
+        .as_object()
+        .is_some_and(|m| m.len() == 1 && m.contains_key(TOML_DATETIME))
+}
+
 /// TOML's name for the type of a value.
 fn toml_type(value: &Value) -> &'static str {
     match value {
+        _ if is_toml_datetime(value) => "a date or time",
         Value::Null => "nothing",
         Value::Bool(_) => "a boolean",
         Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
@@ -173,11 +228,30 @@ fn json_type_phrase(name: &str) -> &'static str {
     }
 }
 
-/// Suggests the closest known name for a misspelt one.
-pub(crate) fn did_you_mean<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+/// Suggests the closest known name for a misspelt one. Jaro-Winkler finds most slips; one
+/// typing mistake (a letter wrong, missing, extra or two swapped) in a short name, which
+/// Jaro-Winkler scores low (`gpc` for `gcp`), counts as close too.
+pub(crate) fn did_you_mean<'a>(
+    wrong: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let wrong = wrong.to_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&wrong.to_lowercase(), &c.to_lowercase()), c))
+        .map(|c| {
+            let candidate = c.to_lowercase();
+            let jaro_winkler = strsim::jaro_winkler(&wrong, &candidate);
+            let one_slip =
+                wrong.chars().count() >= 3 && strsim::osa_distance(&wrong, &candidate) <= 1;
+            (
+                if one_slip {
+                    jaro_winkler.max(0.8)
+                } else {
+                    jaro_winkler
+                },
+                c,
+            )
+        })
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
@@ -185,9 +259,17 @@ pub(crate) fn did_you_mean<'a>(wrong: &str, candidates: impl IntoIterator<Item =
 
 fn looks_like_secret(key: &str) -> bool {
     let key = key.to_lowercase();
-    ["secret", "password", "token", "private_key", "access_key", "client_key", "credential_value"]
-        .iter()
-        .any(|s| key.contains(s))
+    [
+        "secret",
+        "password",
+        "token",
+        "private_key",
+        "access_key",
+        "client_key",
+        "credential_value",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
         && !key.ends_with("_file")
 }
 
@@ -199,7 +281,14 @@ fn explain(
     out: &mut Diagnostics,
 ) {
     let node = node_at(schema(), path);
-    let what = description(node).unwrap_or_else(|| "see `weft schema`".into());
+    let what = description(node)
+        .or_else(|| match path.segments().last() {
+            // An array item: what its array holds.
+            Some(Segment::Index(_)) => description(node_at(schema(), &path.parent()))
+                .map(|d| format!("{d} This is one item of that list.")),
+            _ => None,
+        })
+        .unwrap_or_else(|| "see `weft schema`".into());
     let at = |p: &KeyPath, anchor| sources.locate(p, anchor);
     match kind {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
@@ -210,7 +299,7 @@ fn explain(
                     "weft never takes secrets inline: name a credential source with \
                      `credentials` on the site, and the WireGuard key with `private_key_file`"
                         .to_owned()
-                } else if let Some(close) = did_you_mean(key, keys.iter().map(String::as_str)) {
+                } else if let Some(close) = suggested_key(path, key) {
                     format!("did you mean `{close}`?")
                 } else {
                     "remove it, or check the spelling against `weft schema`".to_owned()
@@ -239,11 +328,20 @@ fn explain(
         ValidationErrorKind::Type { kind } => {
             let wanted = type_phrase(kind);
             let hint = match (instance, wanted.as_str()) {
-                (Value::String(s), w) if w.starts_with("an integer") && s.trim().parse::<i64>().is_ok() => {
+                (Value::String(s), w)
+                    if w.starts_with("an integer") && s.trim().parse::<i64>().is_ok() =>
+                {
                     format!("write the number without quotes: {}", s.trim())
                 }
-                (Value::Number(_) | Value::Bool(_), "a string") => "put the value in double quotes".to_owned(),
-                (Value::String(_), "an array") => "write a list, even of one item: [\"…\"]".to_owned(),
+                (Value::Number(_) | Value::Bool(_), "a string") => {
+                    "put the value in double quotes".to_owned()
+                }
+                (v, "a string") if is_toml_datetime(v) => {
+                    "put the value in double quotes".to_owned()
+                }
+                (Value::String(_), "an array") => {
+                    "write a list, even of one item: [\"…\"]".to_owned()
+                }
                 (_, "a table") => format!("write it as a table: [{path}]"),
                 _ => format!("write {wanted} here"),
             };
@@ -275,7 +373,9 @@ fn explain(
             if node.is_some_and(|n| !allowed_values(n).is_empty()) =>
         {
             let allowed = allowed_values(node.expect("checked above"));
-            let given = instance.as_str().map_or_else(|| instance.to_string(), str::to_owned);
+            let given = instance
+                .as_str()
+                .map_or_else(|| instance.to_string(), str::to_owned);
             let hint = did_you_mean(&given, allowed.iter().map(String::as_str)).map_or_else(
                 || format!("use one of: {}", allowed.join(", ")),
                 |close| format!("did you mean `{close}`?"),
@@ -322,8 +422,51 @@ mod tests {
     }
 
     #[test]
+    fn a_misspelt_required_key_is_not_also_missing() {
+        let instance = serde_json::json!({
+            "overlay": {"name": "x", "domain": "d", "infra_prfix": "100.64.0.0/24"},
+            "sites": {"dc1": {"knd": "linux"}, "dc2": {"region": "eu-west-1", "zone": "b"}},
+        });
+        let (diagnostics, pruned) = check_structure(&instance, &SourceMap::default());
+        let mut messages: Vec<String> = diagnostics
+            .iter()
+            .map(|d| format!("{}: {}", d.key, d.message))
+            .collect();
+        messages.sort();
+        assert_eq!(
+            messages,
+            [
+                "overlay.infra_prfix: unknown key `infra_prfix`",
+                "sites.dc1.knd: unknown key `knd`",
+                // Nothing here looks like `kind`: that it is missing is news.
+                "sites.dc2.kind: missing key `kind`",
+                "sites.dc2.zone: unknown key `zone`",
+            ]
+        );
+        assert!(pruned.contains(&KeyPath::of(&["sites", "dc1", "knd"])));
+    }
+
+    #[test]
+    fn names_toml_dates_as_such() {
+        let date = serde_json::json!({ TOML_DATETIME: "2024-05-01" });
+        assert_eq!(toml_type(&date), "a date or time");
+        assert_eq!(toml_type(&serde_json::json!({"a": 1})), "a table");
+    }
+
+    #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("lable", ["label", "like", "cidrs"]), Some("label"));
+        assert_eq!(
+            did_you_mean("lable", ["label", "like", "cidrs"]),
+            Some("label")
+        );
         assert_eq!(did_you_mean("zzz", ["label", "like", "cidrs"]), None);
+        assert_eq!(
+            did_you_mean("gpc", ["aws", "azure", "gcp", "linux"]),
+            Some("gcp")
+        );
+        assert_eq!(
+            did_you_mean("amazon", ["aws", "azure", "gcp", "linux"]),
+            None
+        );
     }
 }

@@ -187,14 +187,21 @@ impl SourceMap {
     /// Where the value at `path` was set. For a path no layer defines (a missing key), the
     /// position of the deepest enclosing table that exists.
     pub fn locate(&self, path: &KeyPath, anchor: Anchor) -> Location {
-        if let Some((_, var)) = self.env.iter().find(|(env_path, _)| path.starts_with(env_path)) {
+        if let Some((_, var)) = self
+            .env
+            .iter()
+            .find(|(env_path, _)| path.starts_with(env_path))
+        {
             return Location::Env { var: var.clone() };
         }
         // The layer with the deepest match wins; among equals the later layer (it overrides).
         let best = self
             .files
             .iter()
-            .filter_map(|file| file.deepest(path).map(|(depth, entry)| (depth, file, entry)))
+            .filter_map(|file| {
+                file.deepest(path)
+                    .map(|(depth, entry)| (depth, file, entry))
+            })
             .max_by_key(|(depth, _, _)| *depth);
         let Some((depth, file, entry)) = best else {
             return Location::Unknown;
@@ -219,7 +226,9 @@ impl SourceMap {
 
     /// Whether `path` lies in a table that an environment override set.
     pub(crate) fn is_from_env(&self, path: &KeyPath) -> bool {
-        self.env.iter().any(|(env_path, _)| path.starts_with(env_path))
+        self.env
+            .iter()
+            .any(|(env_path, _)| path.starts_with(env_path))
     }
 }
 
@@ -243,7 +252,8 @@ mod tests {
 
     #[test]
     fn locates_keys_values_and_missing_keys() {
-        let m = map("[overlay]\nname = \"x\"\n\n[networks.\"shop/prod\"]\ncidrs = [\"a\", \"b\"]\n");
+        let m =
+            map("[overlay]\nname = \"x\"\n\n[networks.\"shop/prod\"]\ncidrs = [\"a\", \"b\"]\n");
         let name = KeyPath::of(&["overlay", "name"]);
         assert_eq!(m.locate(&name, Anchor::Key), at(2, 1));
         assert_eq!(m.locate(&name, Anchor::Value), at(2, 8));
@@ -263,7 +273,10 @@ mod tests {
     #[test]
     fn env_overrides_win() {
         let mut m = map("[overlay]\nlisten_port = 1\n");
-        m.env.push((KeyPath::of(&["overlay", "listen_port"]), "WEFT_OVERLAY__LISTEN_PORT".into()));
+        m.env.push((
+            KeyPath::of(&["overlay", "listen_port"]),
+            "WEFT_OVERLAY__LISTEN_PORT".into(),
+        ));
         assert_eq!(
             m.locate(&KeyPath::of(&["overlay", "listen_port"]), Anchor::Value),
             Location::Env {

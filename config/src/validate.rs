@@ -9,17 +9,19 @@ use std::sync::Arc;
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::file_model::{AttachmentSection, GatewaySection, SiteKindName, SiteSection};
-use crate::intent::{
-    Attachment, CredentialSource, Endpoint, EndpointHost, Gateway, Intent, Network, NetworkId, NextHop,
-    Overlay, RouteTableRef, Site, SiteKind, Tenant,
+use crate::file_model::{
+    AttachmentSection, DEFAULT_LISTEN_PORT, GatewaySection, SiteKindName, SiteSection,
 };
-use crate::key_path::KeyPath;
+use crate::intent::{
+    Attachment, CredentialSource, Endpoint, EndpointHost, Gateway, Intent, Network, NetworkId,
+    NextHop, Overlay, RouteTableRef, Site, SiteKind, Tenant,
+};
+use crate::key_path::{KeyPath, Segment};
 use crate::keys::PublicKey;
 use crate::label::Label;
 use crate::names::{check_dns_name, check_interface, check_label};
 use crate::partial::Sections;
-use crate::schema::did_you_mean;
+use crate::schema::{did_you_mean, suggested_key};
 use crate::source_map::{Anchor, SourceMap};
 
 /// Checks every rule and builds the intent, or returns all violations at once.
@@ -31,18 +33,69 @@ pub(crate) fn validate(file: &Sections, sources: Arc<SourceMap>) -> Result<Inten
     };
     let overlay = checker.overlay(file);
     let tenants = checker.tenants(file);
-    let sites = checker.sites(file, &overlay);
-    let gateways = checker.gateways(file, &overlay, &sites);
+    let sites = checker.sites(file, overlay.as_ref());
+    let gateways = checker.gateways(file, &overlay_parts(file), &sites);
     let networks = checker.networks(file, &tenants, &sites);
     let diagnostics = checker.diagnostics;
-    diagnostics.into_result(()).map(|()| Intent {
-        overlay: overlay.expect("no diagnostics means the overlay section parsed"),
+    diagnostics.into_result(())?;
+    // An unreadable [overlay] had its structural errors reported by the caller; it leaves
+    // no intent to build, but every other entity has been checked above.
+    let Some(overlay) = overlay else {
+        return Err(Diagnostics::default());
+    };
+    Ok(Intent {
+        overlay,
         tenants,
         networks,
         sites,
         gateways,
         sources,
     })
+}
+
+/// What gateways need of the overlay section, each part on its own so that a mistake in one
+/// (or an unreadable section) does not stop the others from being checked.
+struct OverlayParts {
+    /// The default WireGuard port, when known.
+    listen_port: Option<u16>,
+    /// The infra prefix, when it is valid.
+    infra_prefix: Option<Ipv4Net>,
+}
+
+/// The overlay settings gateways are checked against, read without reporting anything:
+/// [`Checker::overlay`] reports their mistakes.
+fn overlay_parts(file: &Sections) -> OverlayParts {
+    let o = file.overlay.as_ref();
+    OverlayParts {
+        listen_port: o.and_then(|o| u16::try_from(o.listen_port).ok()),
+        infra_prefix: o
+            .and_then(|o| o.infra_prefix.parse::<Ipv4Net>().ok())
+            .filter(|net| *net == net.trunc() && net.prefix_len() <= MAX_INFRA_PREFIX_LEN),
+    }
+}
+
+/// The longest infra prefix: a /30 holds two gateways.
+const MAX_INFRA_PREFIX_LEN: u8 = 30;
+
+/// How the file names a kind of site.
+fn kind_name(kind: SiteKindName) -> &'static str {
+    match kind {
+        SiteKindName::Aws => "aws",
+        SiteKindName::Azure => "azure",
+        SiteKindName::Gcp => "gcp",
+        SiteKindName::Linux => "linux",
+    }
+}
+
+/// The indefinite article and name of a kind of site: "an aws", "a gcp".
+fn a_kind(kind: &SiteKind) -> String {
+    let name = kind.name();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
 }
 
 struct Checker<'a> {
@@ -92,8 +145,29 @@ impl Checker<'_> {
         }
     }
 
-    /// A reference to a name that must exist among `known`.
-    fn reference(&mut self, key: &KeyPath, name: &str, what: &str, known: &[&str], section: &str) -> bool {
+    /// A reference to a name that must exist among `known`, found at the value of `key`.
+    fn reference(
+        &mut self,
+        key: &KeyPath,
+        name: &str,
+        what: &str,
+        known: &[&str],
+        section: &str,
+    ) -> bool {
+        self.reference_at(key, Anchor::Value, name, what, known, section)
+    }
+
+    /// A reference to a name that must exist among `known`, found at `anchor` of `key` (the
+    /// key when the name is part of a table's name, as the tenant in `[networks."t/n"]`).
+    fn reference_at(
+        &mut self,
+        key: &KeyPath,
+        anchor: Anchor,
+        name: &str,
+        what: &str,
+        known: &[&str],
+        section: &str,
+    ) -> bool {
         if known.contains(&name) {
             return true;
         }
@@ -103,11 +177,14 @@ impl Checker<'_> {
         let hint = match did_you_mean(name, known.iter().copied()) {
             Some(close) => format!("did you mean `{close}`?"),
             None if known.is_empty() => format!("declare it under [{section}]"),
-            None => format!("declare it under [{section}], or use one of: {}", known.join(", ")),
+            None => format!(
+                "declare it under [{section}], or use one of: {}",
+                known.join(", ")
+            ),
         };
         self.error(
             key,
-            Anchor::Value,
+            anchor,
             format!("{what} `{name}` is not declared"),
             format!("the name of a {what} under [{section}]"),
             hint,
@@ -131,11 +208,36 @@ impl Checker<'_> {
             Ok(net) => Some(net),
             Err(_) => {
                 let hint = match text.parse::<IpAddr>() {
-                    Ok(IpAddr::V4(ip)) => format!("add a prefix length, such as `{ip}/32`"),
-                    Ok(IpAddr::V6(ip)) => format!("add a prefix length, such as `{ip}/128`"),
-                    Err(_) => "write an address, a slash and a prefix length".to_owned(),
+                    Ok(IpAddr::V4(ip)) => {
+                        format!(
+                            "add the prefix length: `{ip}/24` for 256 addresses, `{ip}/32` for this one alone"
+                        )
+                    }
+                    Ok(IpAddr::V6(ip)) => {
+                        format!(
+                            "add the prefix length: `{ip}/64` for a subnet, `{ip}/128` for this address alone"
+                        )
+                    }
+                    Err(_) => match text
+                        .split_once('/')
+                        .map(|(ip, len)| (ip.parse::<IpAddr>(), len))
+                    {
+                        Some((Ok(IpAddr::V4(_)), len)) => {
+                            format!("`/{len}` is no IPv4 prefix length: use 0 to 32")
+                        }
+                        Some((Ok(IpAddr::V6(_)), len)) => {
+                            format!("`/{len}` is no IPv6 prefix length: use 0 to 128")
+                        }
+                        _ => "write an address, a slash and a prefix length".to_owned(),
+                    },
                 };
-                self.error(key, Anchor::Value, format!("`{text}` is not a CIDR"), expected, hint);
+                self.error(
+                    key,
+                    Anchor::Value,
+                    format!("`{text}` is not a CIDR"),
+                    expected,
+                    hint,
+                );
                 None
             }
         }
@@ -163,13 +265,13 @@ impl Checker<'_> {
         }
         let infra_key = path(&["overlay", "infra_prefix"]);
         let infra = match self.cidr(&infra_key, &o.infra_prefix)? {
-            IpNet::V4(net) if net.prefix_len() <= 30 => Some(net),
+            IpNet::V4(net) if net.prefix_len() <= MAX_INFRA_PREFIX_LEN => Some(net),
             IpNet::V4(net) => {
                 self.error(
                     &infra_key,
                     Anchor::Value,
                     format!("`{net}` is too small to hold gateway addresses"),
-                    "an IPv4 prefix of length /30 or shorter",
+                    format!("an IPv4 prefix of length /{MAX_INFRA_PREFIX_LEN} or shorter"),
                     "use a /24 such as 100.64.0.0/24",
                 );
                 None
@@ -210,7 +312,7 @@ impl Checker<'_> {
         tenants
     }
 
-    fn sites(&mut self, file: &Sections, overlay: &Option<Overlay>) -> BTreeMap<String, Site> {
+    fn sites(&mut self, file: &Sections, overlay: Option<&Overlay>) -> BTreeMap<String, Site> {
         let mut sites = BTreeMap::new();
         for (name, s) in &file.sites {
             let key = path(&["sites", name]);
@@ -218,9 +320,10 @@ impl Checker<'_> {
             let kind = self.site_kind(&key, s);
             let credentials = self.credentials(&key, s);
             if let Some(url) = &s.api_endpoint {
-                let ok = ["http://", "https://"]
-                    .iter()
-                    .any(|scheme| url.strip_prefix(scheme).is_some_and(|rest| !rest.is_empty()));
+                let ok = ["http://", "https://"].iter().any(|scheme| {
+                    url.strip_prefix(scheme)
+                        .is_some_and(|rest| !rest.is_empty())
+                });
                 if !ok {
                     self.error(
                         &key.key("api_endpoint"),
@@ -233,9 +336,11 @@ impl Checker<'_> {
             }
             let mtu = s
                 .underlay_mtu
-                .or(overlay.as_ref().map(|o| u32::from(o.underlay_mtu)))
+                .or(overlay.map(|o| u32::from(o.underlay_mtu)))
                 .and_then(|m| u16::try_from(m).ok());
-            if let (true, Some(kind), Some(credentials), Some(underlay_mtu)) = (named, kind, credentials, mtu) {
+            if let (true, Some(kind), Some(credentials), Some(underlay_mtu)) =
+                (named, kind, credentials, mtu)
+            {
                 sites.insert(
                     name.clone(),
                     Site {
@@ -252,12 +357,7 @@ impl Checker<'_> {
     }
 
     fn site_kind(&mut self, key: &KeyPath, s: &SiteSection) -> Option<SiteKind> {
-        let kind_name = match s.kind {
-            SiteKindName::Aws => "aws",
-            SiteKindName::Azure => "azure",
-            SiteKindName::Gcp => "gcp",
-            SiteKindName::Linux => "linux",
-        };
+        let kind_name = kind_name(s.kind);
         let fields: [(&str, &Option<String>, &[SiteKindName]); 4] = [
             ("region", &s.region, &[SiteKindName::Aws]),
             ("subscription", &s.subscription, &[SiteKindName::Azure]),
@@ -277,6 +377,7 @@ impl Checker<'_> {
                         "remove it, or correct `kind`",
                     );
                 }
+                (None, true) if self.misspelt(key, field) => ok = false,
                 (None, true) => {
                     ok = false;
                     let example = match field {
@@ -302,22 +403,47 @@ impl Checker<'_> {
         }
         let get = |v: &Option<String>| v.clone().unwrap_or_default();
         Some(match s.kind {
-            SiteKindName::Aws => SiteKind::Aws { region: get(&s.region) },
+            SiteKindName::Aws => SiteKind::Aws {
+                region: get(&s.region),
+            },
             SiteKindName::Azure => SiteKind::Azure {
                 subscription: get(&s.subscription).to_lowercase(),
                 resource_group: get(&s.resource_group),
             },
-            SiteKindName::Gcp => SiteKind::Gcp { project: get(&s.project) },
+            SiteKindName::Gcp => SiteKind::Gcp {
+                project: get(&s.project),
+            },
             SiteKindName::Linux => SiteKind::Linux,
+        })
+    }
+
+    /// Whether the table at `key` holds an unknown key, already reported, that is most
+    /// likely `field` misspelt (`regoin` for `region`).
+    fn misspelt(&self, key: &KeyPath, field: &str) -> bool {
+        self.file.pruned.iter().any(|p| {
+            p.parent() == *key
+                && p.last_key().and_then(|k| suggested_key(key, k)).as_deref() == Some(field)
         })
     }
 
     fn cloud_field(&mut self, key: &KeyPath, field: &str, value: &str) -> bool {
         let (valid, expected, example) = match field {
             "region" => (is_aws_region(value), "an AWS region code", "eu-west-1"),
-            "subscription" => (is_guid(value), "an Azure subscription GUID", "00000000-0000-0000-0000-000000000000"),
-            "resource_group" => (is_resource_group(value), "an Azure resource group name", "weft-prod"),
-            _ => (is_gcp_project(value), "a GCP project id: 6 to 30 lowercase letters, digits or hyphens", "acme-net"),
+            "subscription" => (
+                is_guid(value),
+                "an Azure subscription GUID",
+                "00000000-0000-0000-0000-000000000000",
+            ),
+            "resource_group" => (
+                is_resource_group(value),
+                "an Azure resource group name",
+                "weft-prod",
+            ),
+            _ => (
+                is_gcp_project(value),
+                "a GCP project id: 6 to 30 lowercase letters, digits or hyphens",
+                "acme-net",
+            ),
         };
         if !valid {
             self.error(
@@ -350,6 +476,7 @@ impl Checker<'_> {
             _ => None,
         };
         if parsed.is_none() {
+            let kind = kind_name(s.kind);
             let allowed = match s.kind {
                 SiteKindName::Aws => "default, env, imds, profile:NAME",
                 SiteKindName::Azure => "default, env, managed-identity, workload-identity, cli",
@@ -359,7 +486,7 @@ impl Checker<'_> {
             self.error(
                 &key.key("credentials"),
                 Anchor::Value,
-                format!("`{text}` is not a credential source for this kind of site"),
+                format!("`{text}` is not a credential source of {kind} sites"),
                 format!("one of: {allowed}"),
                 "name where credentials come from, never the secret itself; `default` uses the \
                  cloud's standard chain",
@@ -371,7 +498,7 @@ impl Checker<'_> {
     fn gateways(
         &mut self,
         file: &Sections,
-        overlay: &Option<Overlay>,
+        overlay: &OverlayParts,
         sites: &BTreeMap<String, Site>,
     ) -> BTreeMap<String, Gateway> {
         let site_names: Vec<&str> = file.sites.keys().map(String::as_str).collect();
@@ -384,61 +511,80 @@ impl Checker<'_> {
             let key = path(&["gateways", name]);
             let named = self.name(&key, name, "gateway");
             let site_ok = self.reference(&key.key("site"), &g.site, "site", &site_names, "sites");
-            if site_ok {
-                if let Some(other) = by_site.insert(&g.site, name) {
-                    self.error(
-                        &key.key("site"),
-                        Anchor::Value,
-                        format!("site `{}` already has gateway `{other}`", g.site),
-                        "one gateway per site",
-                        "give this gateway its own site, or remove one of the two",
-                    );
-                }
+            if site_ok && let Some(other) = by_site.insert(&g.site, name) {
+                self.error(
+                    &key.key("site"),
+                    Anchor::Value,
+                    format!("site `{}` already has gateway `{other}`", g.site),
+                    "one gateway per site",
+                    "give this gateway its own site, or remove one of the two",
+                );
             }
-            let endpoint = overlay
-                .as_ref()
-                .and_then(|o| self.endpoint(&key.key("endpoint"), &g.endpoint, o.listen_port));
-            if let Some(e) = &endpoint {
-                if let Some(other) = by_endpoint.insert(e.clone(), name) {
-                    self.error(
-                        &key.key("endpoint"),
-                        Anchor::Value,
-                        format!("endpoint {e} is also gateway `{other}`'s"),
-                        "a distinct underlay endpoint per gateway",
-                        "each gateway needs its own address or port",
-                    );
-                }
+            // Without a readable overlay the default port is unknown: the endpoint is still
+            // checked, but not compared with the others.
+            let endpoint = self
+                .endpoint(
+                    &key.key("endpoint"),
+                    &g.endpoint,
+                    overlay.listen_port.unwrap_or(DEFAULT_LISTEN_PORT),
+                )
+                .filter(|_| overlay.listen_port.is_some());
+            if let Some(e) = &endpoint
+                && let Some(other) = by_endpoint.insert(e.clone(), name)
+            {
+                self.error(
+                    &key.key("endpoint"),
+                    Anchor::Value,
+                    format!("endpoint {e} is also gateway `{other}`'s"),
+                    "a distinct underlay endpoint per gateway",
+                    "each gateway needs its own address or port",
+                );
             }
             let public_key = self.public_key(&key.key("public_key"), g);
-            if let Some(k) = public_key {
-                if let Some(other) = by_key.insert(k, name) {
-                    self.error(
-                        &key.key("public_key"),
-                        Anchor::Value,
-                        format!("public key is also gateway `{other}`'s"),
-                        "a distinct WireGuard key pair per gateway",
-                        "make a new pair with `weft keygen FILE`",
-                    );
-                }
-            }
-            let infra = overlay
-                .as_ref()
-                .and_then(|o| self.infra_address(&key.key("infra_address"), &g.infra_address, o.infra_prefix));
-            if let Some(ip) = infra {
-                if let Some(other) = by_infra.insert(ip, name) {
-                    self.error(
-                        &key.key("infra_address"),
-                        Anchor::Value,
-                        format!("infra address {ip} is also gateway `{other}`'s"),
-                        "a distinct infra address per gateway",
-                        "pick a free address in overlay.infra_prefix",
-                    );
-                }
-            }
-            let key_file = self.key_file(&key.key("private_key_file"), &g.private_key_file);
-            if let (true, true, Some(endpoint), Some(public_key), Some(infra_address), Some(private_key_file)) =
-                (named, site_ok && sites.contains_key(&g.site), endpoint, public_key, infra, key_file)
+            if let Some(k) = public_key
+                && let Some(other) = by_key.insert(k, name)
             {
+                self.error(
+                    &key.key("public_key"),
+                    Anchor::Value,
+                    format!("public key is also gateway `{other}`'s"),
+                    "a distinct WireGuard key pair per gateway",
+                    "make a new pair with `weft keygen FILE`",
+                );
+            }
+            let infra = self.infra_address(
+                &key.key("infra_address"),
+                &g.infra_address,
+                overlay.infra_prefix,
+            );
+            if let Some(ip) = infra
+                && let Some(other) = by_infra.insert(ip, name)
+            {
+                self.error(
+                    &key.key("infra_address"),
+                    Anchor::Value,
+                    format!("infra address {ip} is also gateway `{other}`'s"),
+                    "a distinct infra address per gateway",
+                    "pick a free address in overlay.infra_prefix",
+                );
+            }
+            let infra = infra.filter(|_| overlay.infra_prefix.is_some());
+            let key_file = self.key_file(&key.key("private_key_file"), &g.private_key_file);
+            if let (
+                true,
+                true,
+                Some(endpoint),
+                Some(public_key),
+                Some(infra_address),
+                Some(private_key_file),
+            ) = (
+                named,
+                site_ok && sites.contains_key(&g.site),
+                endpoint,
+                public_key,
+                infra,
+                key_file,
+            ) {
                 gateways.insert(
                     name.clone(),
                     Gateway {
@@ -459,10 +605,16 @@ impl Checker<'_> {
         if let Some(endpoint) = parse_endpoint(text, default_port) {
             return Some(endpoint);
         }
+        let message = match text.rsplit_once(':') {
+            Some((host, "0")) if parse_endpoint(host.trim_matches(['[', ']']), 1).is_some() => {
+                format!("`{text}` has port 0")
+            }
+            _ => format!("`{text}` is not an endpoint"),
+        };
         self.error(
             key,
             Anchor::Value,
-            format!("`{text}` is not an endpoint"),
+            message,
             "IP, IP:PORT, [IPv6]:PORT or host.name:PORT with a port from 1 to 65535",
             "for example `203.0.113.10:51820`",
         );
@@ -485,16 +637,37 @@ impl Checker<'_> {
         }
     }
 
-    fn infra_address(&mut self, key: &KeyPath, text: &str, prefix: Ipv4Net) -> Option<Ipv4Addr> {
+    /// An infra address, inside `prefix` when that is known (it is not when the prefix
+    /// itself is wrong; that was reported on its own).
+    fn infra_address(
+        &mut self,
+        key: &KeyPath,
+        text: &str,
+        prefix: Option<Ipv4Net>,
+    ) -> Option<Ipv4Addr> {
         let Ok(ip) = text.parse::<Ipv4Addr>() else {
+            let hint = match text.split_once('/') {
+                Some((ip, _)) if ip.parse::<Ipv4Addr>().is_ok() => {
+                    format!("write the bare address: `{ip}`")
+                }
+                _ => "write a bare IPv4 address, such as 100.64.0.1".to_owned(),
+            };
             self.error(
                 key,
                 Anchor::Value,
                 format!("`{text}` is not an IPv4 address"),
-                format!("an IPv4 address inside overlay.infra_prefix ({prefix})"),
-                "write a bare address without a prefix length, such as 100.64.0.1",
+                match prefix {
+                    Some(prefix) => {
+                        format!("an IPv4 address inside overlay.infra_prefix ({prefix})")
+                    }
+                    None => "an IPv4 address inside overlay.infra_prefix".to_owned(),
+                },
+                hint,
             );
             return None;
+        };
+        let Some(prefix) = prefix else {
+            return Some(ip);
         };
         if !prefix.contains(&ip) || ip == prefix.network() || ip == prefix.broadcast() {
             self.error(
@@ -562,14 +735,25 @@ impl Checker<'_> {
                 }
             };
             let tenant_ok = tenants.contains_key(&id.tenant)
-                || self.reference(&key, &id.tenant, "tenant", &tenant_names, "tenants");
-            let cidrs = n.cidrs.as_ref().map(|list| self.cidr_list(&key.key("cidrs"), list));
+                || self.reference_at(
+                    &key,
+                    Anchor::Key,
+                    &id.tenant,
+                    "tenant",
+                    &tenant_names,
+                    "tenants",
+                );
+            let cidrs = n
+                .cidrs
+                .as_ref()
+                .map(|list| self.cidr_list(&key.key("cidrs"), list));
             if tenant_ok {
                 drafts.insert(
                     id,
                     Draft {
                         key,
-                        cidrs,
+                        cidrs_complete: cidrs.as_ref().is_none_or(|(_, complete)| *complete),
+                        cidrs: cidrs.map(|(list, _)| list),
                         label: n.label,
                         like: n.like.clone(),
                         description: n.description.clone(),
@@ -578,12 +762,15 @@ impl Checker<'_> {
             }
         }
         // Second pass: `like`, then labels.
-        let mut resolved: BTreeMap<NetworkId, (Vec<IpNet>, Option<NetworkId>)> = BTreeMap::new();
+        let mut resolved: BTreeMap<NetworkId, Resolved> = BTreeMap::new();
         for (id, draft) in &drafts {
-            let like = draft.like.as_ref().and_then(|text| self.like(id, draft, text, &drafts, &network_names));
-            let cidrs = match (&draft.cidrs, &like) {
-                (Some(own), _) => Some(own.clone()),
-                (None, Some(model)) => drafts[model].cidrs.clone(),
+            let like = draft
+                .like
+                .as_ref()
+                .and_then(|text| self.like(id, draft, text, &drafts, &network_names));
+            let (cidrs, cidrs_complete) = match (&draft.cidrs, &like) {
+                (Some(own), _) => (Some(own.clone()), draft.cidrs_complete),
+                (None, Some(model)) => (drafts[model].cidrs.clone(), drafts[model].cidrs_complete),
                 (None, None) => {
                     if draft.like.is_none() {
                         self.error(
@@ -594,18 +781,25 @@ impl Checker<'_> {
                             "add `cidrs = [\"10.0.0.0/16\"]` or `like = \"tenant/network\"`",
                         );
                     }
-                    None
+                    (None, false)
                 }
             };
             if let Some(cidrs) = cidrs {
-                resolved.insert(id.clone(), (cidrs, like));
+                resolved.insert(
+                    id.clone(),
+                    Resolved {
+                        cidrs,
+                        cidrs_complete,
+                        like,
+                    },
+                );
             }
         }
         let labels = self.labels(&drafts);
         let attachments = self.attachments(file, &drafts, &resolved, sites);
         resolved
             .into_iter()
-            .filter_map(|(id, (cidrs, like))| {
+            .filter_map(|(id, Resolved { cidrs, like, .. })| {
                 let label = *labels.get(&id)?;
                 let draft = &drafts[&id];
                 Some((
@@ -623,24 +817,41 @@ impl Checker<'_> {
             .collect()
     }
 
-    /// Parses a list of prefixes and reports overlaps among them.
-    fn cidr_list(&mut self, key: &KeyPath, list: &[String]) -> Vec<IpNet> {
+    /// Parses a list of prefixes and reports overlaps among them. Returns the good ones, and
+    /// whether every item was good.
+    fn cidr_list(&mut self, key: &KeyPath, list: &[String]) -> (Vec<IpNet>, bool) {
         let mut parsed: Vec<(usize, IpNet)> = Vec::new();
+        let mut complete = true;
         for (i, text) in list.iter().enumerate() {
-            let Some(net) = self.cidr(&key.index(i), text) else { continue };
+            let Some(net) = self.cidr(&key.index(i), text) else {
+                complete = false;
+                continue;
+            };
             if let Some((j, other)) = parsed.iter().find(|(_, other)| overlaps(net, *other)) {
+                let (message, hint) = if net == *other {
+                    (
+                        format!("{net} is listed twice (also item {j})"),
+                        "remove one of them",
+                    )
+                } else {
+                    (
+                        format!("{net} overlaps {other} (item {j} of the same list)"),
+                        "remove one of them, or merge them into one prefix",
+                    )
+                };
                 self.error(
                     &key.index(i),
                     Anchor::Value,
-                    format!("{net} overlaps {other} (item {j} of the same list)"),
+                    message,
                     "prefixes that do not overlap",
-                    "remove one of them, or merge them into one prefix",
+                    hint,
                 );
+                complete = false;
                 continue;
             }
             parsed.push((i, net));
         }
-        parsed.into_iter().map(|(_, net)| net).collect()
+        (parsed.into_iter().map(|(_, net)| net).collect(), complete)
     }
 
     fn like(
@@ -658,7 +869,7 @@ impl Checker<'_> {
                 self.error(
                     &key,
                     Anchor::Value,
-                    format!("`like` {why}"),
+                    why,
                     "the name of another network, tenant/name",
                     "for example like = \"shop/prod\"",
                 );
@@ -705,14 +916,24 @@ impl Checker<'_> {
                 None => (Label::derived(id), false),
             };
             if let Some((other, other_chosen)) = owners.get(&label) {
-                let how = if *other_chosen { "set on" } else { "derived for" };
+                let how = if *other_chosen {
+                    "set on"
+                } else {
+                    "derived for"
+                };
                 let (key, anchor, message) = if chosen {
-                    (draft.key.key("label"), Anchor::Value, format!("label {label} is already {how} network `{other}`"))
+                    (
+                        draft.key.key("label"),
+                        Anchor::Value,
+                        format!("label {label} is already {how} network `{other}`"),
+                    )
                 } else {
                     (
                         draft.key.clone(),
                         Anchor::Key,
-                        format!("label {label} derived from the name collides with network `{other}`"),
+                        format!(
+                            "label {label} derived from the name collides with network `{other}`"
+                        ),
                     )
                 };
                 self.error(
@@ -734,7 +955,7 @@ impl Checker<'_> {
         &mut self,
         file: &Sections,
         drafts: &BTreeMap<NetworkId, Draft>,
-        resolved: &BTreeMap<NetworkId, (Vec<IpNet>, Option<NetworkId>)>,
+        resolved: &BTreeMap<NetworkId, Resolved>,
         sites: &BTreeMap<String, Site>,
     ) -> BTreeMap<NetworkId, BTreeMap<String, Attachment>> {
         let network_names: Vec<&str> = file.networks.keys().map(String::as_str).collect();
@@ -745,12 +966,26 @@ impl Checker<'_> {
         for (net_name, by_site) in &file.attachments {
             let net_key = path(&["attachments", net_name]);
             let Ok(id) = net_name.parse::<NetworkId>() else {
-                self.reference(&net_key, net_name, "network", &network_names, "networks");
+                self.reference_at(
+                    &net_key,
+                    Anchor::Key,
+                    net_name,
+                    "network",
+                    &network_names,
+                    "networks",
+                );
                 continue;
             };
             if !drafts.contains_key(&id) {
-                if !file.networks.contains_key(net_name) && !file.is_broken("networks", net_name) {
-                    self.reference(&net_key, net_name, "network", &network_names, "networks");
+                if !file.networks.contains_key(net_name) {
+                    self.reference_at(
+                        &net_key,
+                        Anchor::Key,
+                        net_name,
+                        "network",
+                        &network_names,
+                        "networks",
+                    );
                 }
                 continue;
             }
@@ -760,8 +995,10 @@ impl Checker<'_> {
                     if file.is_broken("sites", site_name) {
                         continue;
                     }
-                    let hint = did_you_mean(site_name, site_names.iter().copied())
-                        .map_or_else(|| "declare it under [sites]".to_owned(), |c| format!("did you mean `{c}`?"));
+                    let hint = did_you_mean(site_name, site_names.iter().copied()).map_or_else(
+                        || "declare it under [sites]".to_owned(),
+                        |c| format!("did you mean `{c}`?"),
+                    );
                     self.error(
                         &key,
                         Anchor::Key,
@@ -772,28 +1009,53 @@ impl Checker<'_> {
                     continue;
                 }
                 if let Some(list) = &a.prefixes {
-                    let prefixes = self.cidr_list(&key.key("prefixes"), list);
+                    let (prefixes, _) = self.cidr_list(&key.key("prefixes"), list);
                     own_prefixes.insert((id.clone(), site_name.clone()), prefixes);
                 }
                 valid.push((id.clone(), site_name.clone(), a));
             }
         }
+        // Whether every gateway could be read and names a declared site. If not, a site may
+        // well have a gateway that the mistakes already reported hide.
+        let gateways_known = !file.is_misspelt_section("gateways")
+            && !file.broken.iter().chain(&file.pruned).any(|p| {
+                p.segments().first() == Some(&Segment::Key("gateways".into()))
+                    && p.segments().len() <= 2
+            })
+            && file
+                .gateways
+                .values()
+                .all(|g| file.sites.contains_key(&g.site) || file.is_broken("sites", &g.site));
         let mut result: BTreeMap<NetworkId, BTreeMap<String, Attachment>> = BTreeMap::new();
         let mut interfaces: HashMap<(String, String), NetworkId> = HashMap::new();
         for (id, site_name, a) in valid {
             let key = path(&["attachments", &id.to_string(), &site_name]);
-            let Some((cidrs, like)) = resolved.get(&id) else { continue };
+            let Some(Resolved {
+                cidrs,
+                cidrs_complete,
+                like,
+            }) = resolved.get(&id)
+            else {
+                continue;
+            };
             let prefixes = own_prefixes
                 .get(&(id.clone(), site_name.clone()))
-                .or_else(|| like.as_ref().and_then(|m| own_prefixes.get(&(m.clone(), site_name.clone()))))
+                .or_else(|| {
+                    like.as_ref()
+                        .and_then(|m| own_prefixes.get(&(m.clone(), site_name.clone())))
+                })
                 .cloned()
                 .unwrap_or_default();
             let prefixes_key = key.key("prefixes");
             for (i, prefix) in prefixes.iter().enumerate() {
-                if !cidrs.iter().any(|c| c.contains(prefix)) {
+                if *cidrs_complete && !cidrs.iter().any(|c| c.contains(prefix)) {
                     let own = a.prefixes.is_some();
                     self.error(
-                        &if own { prefixes_key.index(i) } else { key.clone() },
+                        &if own {
+                            prefixes_key.index(i)
+                        } else {
+                            key.clone()
+                        },
                         if own { Anchor::Value } else { Anchor::Key },
                         format!("{prefix} lies outside network `{id}` ({})", join(cidrs)),
                         "prefixes inside the network's CIDRs",
@@ -801,8 +1063,7 @@ impl Checker<'_> {
                     );
                 }
             }
-            let some_gateway_unreadable = file.broken.iter().any(|p| p.segments().first() == Some(&crate::key_path::Segment::Key("gateways".into())));
-            if !some_gateway_unreadable && file.gateways.values().all(|g| g.site != site_name) {
+            if gateways_known && file.gateways.values().all(|g| g.site != site_name) {
                 self.error(
                     &key,
                     Anchor::Key,
@@ -824,35 +1085,51 @@ impl Checker<'_> {
                     false
                 }
             };
-            if interface_ok {
-                if let Some(other) = interfaces.insert((site_name.clone(), a.interface.clone()), id.clone()) {
-                    self.error(
-                        &key.key("interface"),
-                        Anchor::Value,
-                        format!("interface `{}` at site `{site_name}` already carries network `{other}`", a.interface),
-                        "one interface per network at a site: the interface selects the network",
-                        "give each network its own interface (VLAN, ENI or NIC)",
-                    );
-                }
+            if interface_ok
+                && let Some(other) =
+                    interfaces.insert((site_name.clone(), a.interface.clone()), id.clone())
+            {
+                self.error(
+                    &key.key("interface"),
+                    Anchor::Value,
+                    format!(
+                        "interface `{}` at site `{site_name}` already carries network `{other}`",
+                        a.interface
+                    ),
+                    "one interface per network at a site: the interface selects the network",
+                    "give each network its own interface (VLAN, ENI or NIC)",
+                );
             }
-            let Some(site) = sites.get(&site_name) else { continue };
+            let Some(site) = sites.get(&site_name) else {
+                continue;
+            };
             let route_tables: Vec<RouteTableRef> = a
                 .route_tables
                 .iter()
                 .enumerate()
-                .filter_map(|(i, t)| self.route_table(&key.key("route_tables").index(i), t, &site.kind))
+                .filter_map(|(i, t)| {
+                    self.route_table(&key.key("route_tables").index(i), t, &site.kind)
+                })
                 .collect();
             if !a.route_table_tags.is_empty() && !matches!(site.kind, SiteKind::Aws { .. }) {
                 self.error(
                     &key.key("route_table_tags"),
                     Anchor::Key,
-                    format!("route table tags select AWS route tables; `{site_name}` is a {} site", site.kind.name()),
+                    format!(
+                        "route table tags select AWS route tables; `{site_name}` is {} site",
+                        a_kind(&site.kind)
+                    ),
                     "route_table_tags only at aws sites",
                     "list the route tables in `route_tables` instead",
                 );
             }
-            let next_hop = a.next_hop.as_ref().and_then(|t| self.next_hop(&key.key("next_hop"), t, &site.kind));
-            if a.next_hop.is_none() && (!a.route_tables.is_empty() || !a.route_table_tags.is_empty()) {
+            let next_hop = a
+                .next_hop
+                .as_ref()
+                .and_then(|t| self.next_hop(&key.key("next_hop"), t, &site.kind));
+            if a.next_hop.is_none()
+                && (!a.route_tables.is_empty() || !a.route_table_tags.is_empty())
+            {
                 self.error(
                     &key.key("next_hop"),
                     Anchor::Key,
@@ -892,7 +1169,10 @@ impl Checker<'_> {
         for (site, attachment) in attachments {
             let own = own_prefixes.contains_key(&(id.clone(), site.clone()));
             for (i, prefix) in attachment.prefixes.iter().enumerate() {
-                if let Some((other, other_site)) = seen.iter().find(|(p, s)| s != site && overlaps(*p, *prefix)) {
+                if let Some((other, other_site)) = seen
+                    .iter()
+                    .find(|(p, s)| s != site && overlaps(*p, *prefix))
+                {
                     let base = path(&["attachments", &id.to_string(), site]);
                     let (key, anchor) = if own {
                         (base.key("prefixes").index(i), Anchor::Value)
@@ -916,18 +1196,27 @@ impl Checker<'_> {
         let parsed = parse_route_table(text, kind);
         if parsed.is_none() {
             let (expected, example) = match kind {
-                SiteKind::Aws { .. } => ("an AWS route table id, rtb- and 8 or 17 hex digits", "rtb-0a1b2c3d4e5f60718"),
+                SiteKind::Aws { .. } => (
+                    "an AWS route table id, rtb- and 8 or 17 hex digits",
+                    "rtb-0a1b2c3d4e5f60718",
+                ),
                 SiteKind::Azure { .. } => (
                     "an Azure route table name or resource id",
                     "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Network/routeTables/NAME",
                 ),
-                SiteKind::Gcp { .. } => ("a GCP VPC network name or projects/P/global/networks/N", "prod-vpc"),
-                SiteKind::Linux => ("a kernel table: main, a number from 1 to 252 or 256 and up, or NETNS:TABLE", "main"),
+                SiteKind::Gcp { .. } => (
+                    "a GCP VPC network name or projects/P/global/networks/N",
+                    "prod-vpc",
+                ),
+                SiteKind::Linux => (
+                    "a kernel table: main, a number from 1 to 252 or 256 and up, or NETNS:TABLE",
+                    "main",
+                ),
             };
             self.error(
                 key,
                 Anchor::Value,
-                format!("`{text}` is not a {} route table", kind.name()),
+                format!("`{text}` is not {} route table", a_kind(kind)),
                 expected,
                 format!("for example `{example}`"),
             );
@@ -941,7 +1230,7 @@ impl Checker<'_> {
             self.error(
                 key,
                 Anchor::Value,
-                format!("`{text}` is not a next hop for a {} site", kind.name()),
+                format!("`{text}` is not a next hop for {} site", a_kind(kind)),
                 next_hop_expected(kind),
                 "name the gateway's own interface or address in this network",
             );
@@ -962,13 +1251,27 @@ fn next_hop_expected(kind: &SiteKind) -> &'static str {
 struct Draft {
     key: KeyPath,
     cidrs: Option<Vec<IpNet>>,
+    /// False when some of the CIDRs were wrong (and reported): prefixes outside the rest
+    /// may well be inside the CIDR meant.
+    cidrs_complete: bool,
     label: Option<u32>,
     like: Option<String>,
     description: Option<String>,
 }
 
+/// A network's address space once `like` is resolved.
+struct Resolved {
+    cidrs: Vec<IpNet>,
+    /// Whether all of the CIDRs were valid; see [`Draft::cidrs_complete`].
+    cidrs_complete: bool,
+    like: Option<NetworkId>,
+}
+
 fn join(nets: &[IpNet]) -> String {
-    nets.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    nets.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn overlaps(a: IpNet, b: IpNet) -> bool {
@@ -992,7 +1295,10 @@ fn parse_endpoint(text: &str, default_port: u16) -> Option<Endpoint> {
         Some((host, port)) => (host, port.parse::<u16>().ok().filter(|p| *p != 0)?),
         None => (text, default_port),
     };
-    if host.parse::<IpAddr>().is_ok() || check_dns_name(host).is_err() || host.chars().all(|c| c.is_ascii_digit() || c == '.') {
+    if host.parse::<IpAddr>().is_ok()
+        || check_dns_name(host).is_err()
+        || host.chars().all(|c| c.is_ascii_digit() || c == '.')
+    {
         return None;
     }
     Some(Endpoint {
@@ -1003,7 +1309,10 @@ fn parse_endpoint(text: &str, default_port: u16) -> Option<Endpoint> {
 
 fn is_hex_id(text: &str, prefix: &str) -> bool {
     text.strip_prefix(prefix).is_some_and(|hex| {
-        (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        (hex.len() == 8 || hex.len() == 17)
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
     })
 }
 
@@ -1012,27 +1321,36 @@ fn is_aws_region(text: &str) -> bool {
     parts.len() >= 3
         && parts[0].len() == 2
         && parts[0].chars().all(|c| c.is_ascii_lowercase())
-        && parts[1..parts.len() - 1].iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[1..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
         && parts[parts.len() - 1].parse::<u8>().is_ok()
 }
 
 fn is_guid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn is_resource_group(text: &str) -> bool {
     (1..=90).contains(&text.len())
         && !text.ends_with('.')
-        && text.chars().all(|c| c.is_alphanumeric() || "-_.()".contains(c))
+        && text
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_.()".contains(c))
 }
 
 fn is_gcp_name(text: &str, max: usize) -> bool {
     (1..=max).contains(&text.len())
         && text.starts_with(|c: char| c.is_ascii_lowercase())
         && !text.ends_with('-')
-        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn is_gcp_project(text: &str) -> bool {
@@ -1041,7 +1359,9 @@ fn is_gcp_project(text: &str) -> bool {
 
 fn parse_route_table(text: &str, kind: &SiteKind) -> Option<RouteTableRef> {
     match kind {
-        SiteKind::Aws { .. } => is_hex_id(text, "rtb-").then(|| RouteTableRef::Aws { id: text.to_owned() }),
+        SiteKind::Aws { .. } => is_hex_id(text, "rtb-").then(|| RouteTableRef::Aws {
+            id: text.to_owned(),
+        }),
         SiteKind::Azure {
             subscription,
             resource_group,
@@ -1064,7 +1384,9 @@ fn parse_route_table(text: &str, kind: &SiteKind) -> Option<RouteTableRef> {
                 && parts[6].eq_ignore_ascii_case("Microsoft.Network")
                 && parts[7].eq_ignore_ascii_case("routeTables")
                 && is_resource_group(parts[8]);
-            ok.then(|| RouteTableRef::Azure { id: text.to_owned() })
+            ok.then(|| RouteTableRef::Azure {
+                id: text.to_owned(),
+            })
         }
         SiteKind::Gcp { project } => {
             if is_gcp_name(text, 63) {
@@ -1082,17 +1404,24 @@ fn parse_route_table(text: &str, kind: &SiteKind) -> Option<RouteTableRef> {
                 && parts[2] == "global"
                 && parts[3] == "networks"
                 && is_gcp_name(parts[4], 63);
-            ok.then(|| RouteTableRef::Gcp { network: rest.to_owned() })
+            ok.then(|| RouteTableRef::Gcp {
+                network: rest.to_owned(),
+            })
         }
         SiteKind::Linux => {
             let (netns, table) = match text.rsplit_once(':') {
-                Some((ns, table)) if !ns.is_empty() && !ns.contains('/') && ns.len() <= 64 => (Some(ns.to_owned()), table),
+                Some((ns, table)) if !ns.is_empty() && !ns.contains('/') && ns.len() <= 64 => {
+                    (Some(ns.to_owned()), table)
+                }
                 Some(_) => return None,
                 None => (None, text),
             };
             let table = match table {
                 "main" => 254,
-                n => n.parse::<u32>().ok().filter(|n| !matches!(n, 0 | 253..=255))?,
+                n => n
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| !matches!(n, 0 | 253..=255))?,
             };
             Some(RouteTableRef::Linux { netns, table })
         }
@@ -1102,13 +1431,18 @@ fn parse_route_table(text: &str, kind: &SiteKind) -> Option<RouteTableRef> {
 fn parse_next_hop(text: &str, kind: &SiteKind) -> Option<NextHop> {
     match kind {
         SiteKind::Aws { .. } if is_hex_id(text, "eni-") => Some(NextHop::AwsEni(text.to_owned())),
-        SiteKind::Aws { .. } if is_hex_id(text, "i-") => Some(NextHop::AwsInstance(text.to_owned())),
+        SiteKind::Aws { .. } if is_hex_id(text, "i-") => {
+            Some(NextHop::AwsInstance(text.to_owned()))
+        }
         SiteKind::Aws { .. } => None,
         SiteKind::Gcp { .. } if text.contains("/instances/") => {
             let rest = text.split_once("zones/").map(|(_, r)| r)?;
             let parts: Vec<&str> = rest.split('/').collect();
-            (parts.len() == 3 && parts[1] == "instances" && is_gcp_name(parts[0], 63) && is_gcp_name(parts[2], 63))
-                .then(|| NextHop::GcpInstance(format!("zones/{rest}")))
+            (parts.len() == 3
+                && parts[1] == "instances"
+                && is_gcp_name(parts[0], 63)
+                && is_gcp_name(parts[2], 63))
+            .then(|| NextHop::GcpInstance(format!("zones/{rest}")))
         }
         _ => text.parse::<IpAddr>().ok().map(NextHop::Ip),
     }
@@ -1133,7 +1467,9 @@ mod tests {
 
     #[test]
     fn route_tables() {
-        let aws = SiteKind::Aws { region: "eu-west-1".into() };
+        let aws = SiteKind::Aws {
+            region: "eu-west-1".into(),
+        };
         assert!(parse_route_table("rtb-0123456789abcdef0", &aws).is_some());
         assert!(parse_route_table("rtb-0123", &aws).is_none());
         let azure = SiteKind::Azure {
@@ -1144,28 +1480,68 @@ mod tests {
             parse_route_table("rt-prod", &azure).unwrap().to_string(),
             "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.Network/routeTables/rt-prod"
         );
-        let gcp = SiteKind::Gcp { project: "acme-net".into() };
-        assert_eq!(parse_route_table("prod", &gcp).unwrap().to_string(), "projects/acme-net/global/networks/prod");
+        let gcp = SiteKind::Gcp {
+            project: "acme-net".into(),
+        };
+        assert_eq!(
+            parse_route_table("prod", &gcp).unwrap().to_string(),
+            "projects/acme-net/global/networks/prod"
+        );
         assert!(parse_route_table("projects/x/global/networks/prod", &gcp).is_none());
         assert_eq!(
             parse_route_table("lab-ns:100", &SiteKind::Linux),
-            Some(RouteTableRef::Linux { netns: Some("lab-ns".into()), table: 100 })
+            Some(RouteTableRef::Linux {
+                netns: Some("lab-ns".into()),
+                table: 100
+            })
         );
-        assert_eq!(parse_route_table("main", &SiteKind::Linux), Some(RouteTableRef::Linux { netns: None, table: 254 }));
+        assert_eq!(
+            parse_route_table("main", &SiteKind::Linux),
+            Some(RouteTableRef::Linux {
+                netns: None,
+                table: 254
+            })
+        );
         assert!(parse_route_table("255", &SiteKind::Linux).is_none());
     }
 
     #[test]
     fn next_hops() {
-        let aws = SiteKind::Aws { region: "eu-west-1".into() };
-        assert_eq!(parse_next_hop("eni-0123456789abcdef0", &aws), Some(NextHop::AwsEni("eni-0123456789abcdef0".into())));
+        let aws = SiteKind::Aws {
+            region: "eu-west-1".into(),
+        };
+        assert_eq!(
+            parse_next_hop("eni-0123456789abcdef0", &aws),
+            Some(NextHop::AwsEni("eni-0123456789abcdef0".into()))
+        );
         assert!(parse_next_hop("10.0.0.1", &aws).is_none());
-        let gcp = SiteKind::Gcp { project: "acme-net".into() };
+        let gcp = SiteKind::Gcp {
+            project: "acme-net".into(),
+        };
         assert_eq!(
             parse_next_hop("projects/acme-net/zones/europe-west1-b/instances/gw", &gcp),
-            Some(NextHop::GcpInstance("zones/europe-west1-b/instances/gw".into()))
+            Some(NextHop::GcpInstance(
+                "zones/europe-west1-b/instances/gw".into()
+            ))
         );
         assert!(parse_next_hop("10.0.0.1", &SiteKind::Linux).is_some());
+    }
+
+    #[test]
+    fn articles() {
+        assert_eq!(
+            a_kind(&SiteKind::Aws {
+                region: "eu-west-1".into()
+            }),
+            "an aws"
+        );
+        assert_eq!(
+            a_kind(&SiteKind::Gcp {
+                project: "acme-net".into()
+            }),
+            "a gcp"
+        );
+        assert_eq!(a_kind(&SiteKind::Linux), "a linux");
     }
 
     #[test]

@@ -199,11 +199,7 @@ fn load_or_report(layers: &[PathBuf]) -> anyhow::Result<Option<Intent>> {
 
 fn render_text(diagnostics: &Diagnostics) -> String {
     let mut out: String = diagnostics.iter().map(|d| d.render() + "\n").collect();
-    out += &format!("{diagnostics}")
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    out += format!("{diagnostics}").lines().next().unwrap_or_default();
     out.push('\n');
     out
 }
