@@ -181,6 +181,10 @@ pub struct AttachmentSection {
     /// IP; GCP an IP or `zones/ZONE/instances/NAME`; Linux an IP.
     #[serde(default)]
     pub next_hop: Option<String>,
+    /// The next hop for IPv6 destinations when `next_hop` is an IPv4 address: the
+    /// gateway's IPv6 address in this network (Azure, GCP, Linux).
+    #[serde(default)]
+    pub next_hop_ipv6: Option<String>,
     /// Replace routes of other owners for our destinations instead of reporting a conflict.
     #[serde(default)]
     pub takeover: bool,

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -173,8 +173,22 @@ pub struct Attachment {
     pub route_table_tags: BTreeMap<String, String>,
     /// The next hop to write; present whenever there is a route table to write.
     pub next_hop: Option<NextHop>,
+    /// The next hop of IPv6 destinations when `next_hop` is an IPv4 address.
+    pub next_hop_ipv6: Option<Ipv6Addr>,
     /// Whether routes of other owners for our destinations may be replaced.
     pub takeover: bool,
+}
+
+impl Attachment {
+    /// The next hop a cloud route to `destination` points at: `next_hop` when it can carry
+    /// that address family, else `next_hop_ipv6` for an IPv6 destination.
+    pub fn next_hop_for(&self, destination: &IpNet) -> Option<NextHop> {
+        match (&self.next_hop, destination, self.next_hop_ipv6) {
+            (Some(hop), _, _) if hop.serves(destination) => Some(hop.clone()),
+            (_, IpNet::V6(_), Some(v6)) => Some(NextHop::Ip(IpAddr::V6(v6))),
+            _ => None,
+        }
+    }
 }
 
 /// A route table the gateway writes, in the form its cloud's API names it.
@@ -231,6 +245,19 @@ pub enum NextHop {
     GcpInstance(String),
     /// An IP address (Azure virtual appliance, GCP next hop IP, Linux gateway).
     Ip(IpAddr),
+}
+
+impl NextHop {
+    /// Whether a route to `destination` can point at this next hop: an interface or an
+    /// instance takes both families, an address only its own.
+    pub fn serves(&self, destination: &IpNet) -> bool {
+        match (self, destination) {
+            (NextHop::Ip(IpAddr::V4(_)), IpNet::V4(_))
+            | (NextHop::Ip(IpAddr::V6(_)), IpNet::V6(_)) => true,
+            (NextHop::Ip(_), _) => false,
+            _ => true,
+        }
+    }
 }
 
 impl fmt::Display for NextHop {

@@ -2,7 +2,7 @@
 //! every rule the file breaks, each pointing at its place.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -1127,6 +1127,10 @@ impl Checker<'_> {
                 .next_hop
                 .as_ref()
                 .and_then(|t| self.next_hop(&key.key("next_hop"), t, &site.kind));
+            let next_hop_ipv6 = a
+                .next_hop_ipv6
+                .as_ref()
+                .and_then(|t| self.next_hop_ipv6(&key.key("next_hop_ipv6"), t));
             if a.next_hop.is_none()
                 && (!a.route_tables.is_empty() || !a.route_table_tags.is_empty())
             {
@@ -1147,12 +1151,14 @@ impl Checker<'_> {
                     route_tables,
                     route_table_tags: a.route_table_tags.clone(),
                     next_hop,
+                    next_hop_ipv6,
                     takeover: a.takeover,
                 },
             );
         }
         for (id, attachments) in &result {
             self.prefix_claims(id, attachments, &own_prefixes);
+            self.next_hop_families(id, attachments);
         }
         result
     }
@@ -1190,6 +1196,63 @@ impl Checker<'_> {
             }
             seen.extend(attachment.prefixes.iter().map(|p| (*p, site.as_str())));
         }
+    }
+
+    /// Every destination an attachment writes into its route tables (the network's prefixes
+    /// at the other sites) needs a next hop of its address family.
+    fn next_hop_families(&mut self, id: &NetworkId, attachments: &BTreeMap<String, Attachment>) {
+        for (site, attachment) in attachments {
+            let Some(hop) = &attachment.next_hop else {
+                continue;
+            };
+            let unserved = attachments
+                .iter()
+                .filter(|(other, _)| *other != site)
+                .flat_map(|(_, other)| &other.prefixes)
+                .find(|d| attachment.next_hop_for(d).is_none());
+            let Some(destination) = unserved else {
+                continue;
+            };
+            let key = path(&["attachments", &id.to_string(), site]);
+            if self.diagnostics.iter().any(|d| d.key.starts_with(&key)) {
+                continue; // a bad next hop of this attachment was reported already
+            }
+            let (family, hint) = match destination {
+                IpNet::V6(_) => (
+                    "IPv6",
+                    "add `next_hop_ipv6`: the gateway's IPv6 address in this network".to_owned(),
+                ),
+                IpNet::V4(_) => (
+                    "IPv4",
+                    "write the gateway's IPv4 address in `next_hop` and its IPv6 address in \
+                     `next_hop_ipv6`"
+                        .to_owned(),
+                ),
+            };
+            self.error(
+                &key.key("next_hop"),
+                Anchor::Value,
+                format!(
+                    "{family} destinations of network `{id}` such as {destination} have no next hop: `{hop}` is not an {family} next hop"
+                ),
+                "a next hop for every address family the network's remote prefixes use",
+                hint,
+            );
+        }
+    }
+
+    fn next_hop_ipv6(&mut self, key: &KeyPath, text: &str) -> Option<Ipv6Addr> {
+        let parsed = text.parse::<Ipv6Addr>().ok();
+        if parsed.is_none() {
+            self.error(
+                key,
+                Anchor::Value,
+                format!("`{text}` is not an IPv6 address"),
+                "the gateway's IPv6 address in this network",
+                "write a bare IPv6 address such as fd10:10:0:2::4",
+            );
+        }
+        parsed
     }
 
     fn route_table(&mut self, key: &KeyPath, text: &str, kind: &SiteKind) -> Option<RouteTableRef> {

@@ -61,6 +61,9 @@ fn overlay() -> String {
                     "[attachments.\"{id}\".{site}]\nprefixes = [\"10.{n}.{i}.0/24\", \"fd{t:02x}:{n:x}:0:{i}::/64\"]\n\
                      interface = \"t{t}n{n}\"\nroute_tables = [\"{table}\"]\nnext_hop = \"{hop}\"",
                 );
+                if *site != "aws" {
+                    let _ = writeln!(s, "next_hop_ipv6 = \"fd{t:02x}:{n:x}:0:{i}::4\"");
+                }
             }
         }
     }

@@ -188,7 +188,7 @@ pub fn plan(intent: &Intent, name: &str) -> Result<GatewayPlan, PlanError> {
             .min()
             .unwrap_or(site.underlay_mtu - overhead(&gateway.endpoint) - LABEL_OVERHEAD);
         let destinations: Vec<IpNet> = remote_routes.iter().map(|r| r.prefix).collect();
-        if let Some(next_hop) = &local.next_hop {
+        if local.next_hop.is_some() {
             let targets = local
                 .route_tables
                 .iter()
@@ -198,13 +198,28 @@ pub fn plan(intent: &Intent, name: &str) -> Result<GatewayPlan, PlanError> {
                         tags: local.route_table_tags.clone(),
                     }),
                 );
-            route_tables.extend(targets.map(|target| RouteTablePlan {
-                target,
-                network: network.id.clone(),
-                destinations: destinations.clone(),
-                next_hop: next_hop.clone(),
-                takeover: local.takeover,
-            }));
+            // One plan per next hop: an IPv4 address serves the IPv4 destinations and
+            // `next_hop_ipv6` the IPv6 ones; an interface or instance serves both.
+            let mut by_hop: Vec<(NextHop, Vec<IpNet>)> = Vec::new();
+            // Validation guarantees every destination a next hop.
+            for d in &destinations {
+                let Some(hop) = local.next_hop_for(d) else {
+                    continue;
+                };
+                match by_hop.iter_mut().find(|(h, _)| *h == hop) {
+                    Some((_, list)) => list.push(*d),
+                    None => by_hop.push((hop, vec![*d])),
+                }
+            }
+            for target in targets {
+                route_tables.extend(by_hop.iter().map(|(hop, list)| RouteTablePlan {
+                    target: target.clone(),
+                    network: network.id.clone(),
+                    destinations: list.clone(),
+                    next_hop: hop.clone(),
+                    takeover: local.takeover,
+                }));
+            }
         }
         networks.push(NetworkPlan {
             network: network.id.clone(),

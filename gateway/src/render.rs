@@ -6,7 +6,7 @@ use crate::plan::{GatewayPlan, RouteTableTarget};
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_style(presets::UTF8_HORIZONTAL_ONLY)
+    t.load_style(presets::UTF8_FULL_CONDENSED)
         .set_header(header.to_vec());
     t
 }

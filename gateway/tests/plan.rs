@@ -163,6 +163,27 @@ fn multicloud_cloud_routes() {
         .unwrap();
     assert_eq!(media.destinations, nets(&["10.10.4.0/24", "10.10.3.0/24"]));
 
+    // At Azure the next hop is an address: IPv4 destinations go to the IPv4 one and IPv6
+    // destinations to `next_hop_ipv6`, as two sets of routes in the same table.
+    let azure = plan(&intent, "azure-gw").unwrap();
+    let prod: Vec<_> = azure
+        .route_tables
+        .iter()
+        .filter(|t| t.network.to_string() == "shop/prod")
+        .collect();
+    assert_eq!(prod.len(), 2);
+    assert_eq!(prod[0].target, prod[1].target);
+    assert_eq!(prod[0].next_hop.to_string(), "10.10.2.4");
+    assert_eq!(
+        prod[0].destinations,
+        nets(&["10.10.1.0/24", "10.10.4.0/24", "10.10.3.0/24"])
+    );
+    assert_eq!(prod[1].next_hop.to_string(), "fd10:10:0:2::4");
+    assert_eq!(
+        prod[1].destinations,
+        nets(&["fd10:10:0:1::/64", "fd10:10:0:4::/64", "fd10:10:0:3::/64"])
+    );
+
     let gcp = plan(&intent, "gcp-gw").unwrap();
     let staging = gcp
         .route_tables
