@@ -1,0 +1,9 @@
+//! weft-dataplane: the forwarder of a weft gateway.
+//!
+//! The core is a sans-IO state machine: packets and time go in, packets to send come out.
+//! Around it, a thin shell owns TUN devices, the UDP socket and Linux plumbing. This crate
+//! knows nothing of weft's configuration file; the gateway translates into [`DataplaneConfig`].
+
+pub mod config;
+
+pub use config::{DataplaneConfig, GatewayPeerConfig, NetworkConfig, PeerKey, RemoteRoute, WorkloadPeerConfig};
