@@ -170,6 +170,20 @@ pub struct AttachmentSection {
     pub prefixes: Option<Vec<String>>,
     /// The gateway's interface on which this network's traffic arrives, such as `eth1`.
     pub interface: String,
+    /// The gateway's own addresses on `interface` with their prefix length, such as
+    /// `169.254.100.1/30`. weft adds them without a prefix route and routes their subnets in
+    /// this network's table only, so networks may share addresses. Leave out when the cloud
+    /// or the OS assigns them.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// The IPv4 router towards this site's prefixes, such as the VPC router; without it they
+    /// are on-link on `interface`.
+    #[serde(default)]
+    pub local_router: Option<String>,
+    /// The IPv6 router towards this site's prefixes (a link-local address is fine); without
+    /// it they are on-link on `interface`.
+    #[serde(default)]
+    pub local_router_ipv6: Option<String>,
     /// Route tables to write the remote prefixes into: AWS `rtb-…` ids, Azure route table
     /// resource ids, GCP VPC network names, Linux `TABLE` or `NETNS:TABLE`.
     #[serde(default)]

@@ -167,6 +167,12 @@ pub struct Attachment {
     pub prefixes: Vec<IpNet>,
     /// The gateway interface the network arrives on.
     pub interface: String,
+    /// The gateway's own addresses on that interface (address and prefix length).
+    pub addresses: Vec<IpNet>,
+    /// The IPv4 router towards the site's prefixes; on-link when absent.
+    pub local_router: Option<Ipv4Addr>,
+    /// The IPv6 router towards the site's prefixes; on-link when absent.
+    pub local_router_ipv6: Option<Ipv6Addr>,
     /// Route tables the gateway keeps pointing the remote prefixes at itself.
     pub route_tables: Vec<RouteTableRef>,
     /// AWS tag selector for further route tables.

@@ -1148,6 +1148,15 @@ impl Checker<'_> {
                     site: site_name.clone(),
                     prefixes,
                     interface: a.interface.clone(),
+                    addresses: self.interface_addresses(&key.key("addresses"), &a.addresses),
+                    local_router: self.local_router(&key, a),
+                    local_router_ipv6: a.local_router_ipv6.as_ref().and_then(|t| {
+                        self.ip_of_family(&key.key("local_router_ipv6"), t, false)
+                            .and_then(|ip| match ip {
+                                IpAddr::V6(v6) => Some(v6),
+                                IpAddr::V4(_) => None,
+                            })
+                    }),
                     route_tables,
                     route_table_tags: a.route_table_tags.clone(),
                     next_hop,
@@ -1239,6 +1248,80 @@ impl Checker<'_> {
                 hint,
             );
         }
+    }
+
+    /// The gateway's addresses on an interface: an address with its prefix length, where
+    /// host bits are the point.
+    fn interface_addresses(&mut self, key: &KeyPath, list: &[String]) -> Vec<IpNet> {
+        let mut parsed: Vec<IpNet> = Vec::new();
+        for (i, text) in list.iter().enumerate() {
+            match text.parse::<IpNet>() {
+                Ok(net) if parsed.iter().any(|p| p.addr() == net.addr()) => self.error(
+                    &key.index(i),
+                    Anchor::Value,
+                    format!("address {} is listed twice", net.addr()),
+                    "each address once",
+                    "remove one of them",
+                ),
+                Ok(net) => parsed.push(net),
+                Err(_) => self.error(
+                    &key.index(i),
+                    Anchor::Value,
+                    format!("`{text}` is not an address with a prefix length"),
+                    "the gateway's address on the interface and its subnet's length, such as 169.254.100.1/30",
+                    "write ADDRESS/LENGTH",
+                ),
+            }
+        }
+        parsed
+    }
+
+    /// An address of one family: IPv4 when `v4`, else IPv6.
+    fn ip_of_family(&mut self, key: &KeyPath, text: &str, v4: bool) -> Option<IpAddr> {
+        let family = if v4 { "IPv4" } else { "IPv6" };
+        match text.parse::<IpAddr>() {
+            Ok(ip) if ip.is_ipv4() == v4 => Some(ip),
+            _ => {
+                self.error(
+                    key,
+                    Anchor::Value,
+                    format!("`{text}` is not an {family} address"),
+                    format!("a bare {family} address"),
+                    if v4 {
+                        "for example 10.10.1.1; IPv6 goes in local_router_ipv6"
+                    } else {
+                        "for example fe80::1"
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// The IPv4 router towards the site's prefixes, which must be on-link: inside one of the
+    /// interface's IPv4 subnets when the configuration gives them.
+    fn local_router(&mut self, key: &KeyPath, a: &AttachmentSection) -> Option<Ipv4Addr> {
+        let text = a.local_router.as_ref()?;
+        let router_key = key.key("local_router");
+        let IpAddr::V4(router) = self.ip_of_family(&router_key, text, true)? else {
+            return None;
+        };
+        let subnets: Vec<Ipv4Net> = a
+            .addresses
+            .iter()
+            .filter_map(|t| t.parse::<Ipv4Net>().ok())
+            .collect();
+        if !subnets.is_empty() && !subnets.iter().any(|s| s.contains(&router)) {
+            self.error(
+                &router_key,
+                Anchor::Value,
+                format!("router {router} is not on-link: outside every IPv4 subnet of `addresses`"),
+                "a router inside one of the interface's subnets",
+                "correct the router, or the address's prefix length",
+            );
+            return None;
+        }
+        Some(router)
     }
 
     fn next_hop_ipv6(&mut self, key: &KeyPath, text: &str) -> Option<Ipv6Addr> {

@@ -2,7 +2,7 @@
 //! derived from the overlay intent by a pure function.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -58,6 +58,12 @@ pub struct NetworkPlan {
     pub mtu: u16,
     /// The interface its local traffic arrives on.
     pub interface: String,
+    /// The gateway's own addresses on that interface.
+    pub addresses: Vec<IpNet>,
+    /// The IPv4 router towards the local prefixes; on-link when absent.
+    pub local_router: Option<Ipv4Addr>,
+    /// The IPv6 router towards the local prefixes; on-link when absent.
+    pub local_router_ipv6: Option<Ipv6Addr>,
     /// Prefixes at this site, reached through `interface`.
     pub local_routes: Vec<IpNet>,
     /// Prefixes at other sites, reached through their gateways.
@@ -228,6 +234,9 @@ pub fn plan(intent: &Intent, name: &str) -> Result<GatewayPlan, PlanError> {
             tun: format!("weft{}", network.label),
             mtu,
             interface: local.interface.clone(),
+            addresses: local.addresses.clone(),
+            local_router: local.local_router,
+            local_router_ipv6: local.local_router_ipv6,
             local_routes: local.prefixes.clone(),
             remote_routes,
         });
