@@ -5,5 +5,16 @@
 //! knows nothing of weft's configuration file; the gateway translates into [`DataplaneConfig`].
 
 pub mod config;
+pub mod core;
+pub mod counters;
+pub mod label_codec;
+pub mod linux;
+pub mod mtu;
+pub mod packet;
+mod peers;
+pub mod policy;
+pub mod routing;
 
-pub use config::{DataplaneConfig, GatewayPeerConfig, NetworkConfig, PeerKey, RemoteRoute, WorkloadPeerConfig};
+pub use config::{
+    DataplaneConfig, GatewayPeerConfig, NetworkConfig, PeerKey, RemoteRoute, WorkloadPeerConfig,
+};
