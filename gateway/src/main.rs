@@ -96,6 +96,51 @@ enum Command {
     /// Print the JSON Schema of the configuration file, for editors.
     #[command(after_help = "Example:\n  weft schema > weft.schema.json")]
     Schema,
+    /// Run a gateway: WireGuard to the other gateways, a routing table per network, until
+    /// SIGTERM. SIGHUP or an edit of the configuration files applies the difference.
+    #[command(
+        after_help = "Example:\n  weft run -c /etc/weft/weft.toml --gateway aws-gw --uapi-name weft0\n\n\
+        Logs: WEFT_LOG=debug (tracing filter syntax). `wg show weft0` works while it runs."
+    )]
+    Run {
+        /// Layers of the configuration, merged in order.
+        #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG)]
+        config: Vec<PathBuf>,
+        /// The gateway of the configuration to be.
+        #[arg(long, value_name = "G")]
+        gateway: String,
+        /// The control socket `weft status` talks to.
+        #[arg(long, value_name = "PATH", default_value = weft_gateway::daemon::control::DEFAULT_CONTROL_SOCKET)]
+        control: PathBuf,
+        /// Serve the WireGuard UAPI socket under this name, for `wg show NAME`.
+        #[arg(long, value_name = "NAME")]
+        uapi_name: Option<String>,
+        /// Do not re-read the configuration when its files change (SIGHUP still does).
+        #[arg(long)]
+        no_watch: bool,
+    },
+    /// Show what a running gateway is doing: peers and handshakes, networks, routes, drops.
+    #[command(
+        after_help = "Examples:\n  weft status\n  weft status --control /run/weft-lab/aws-gw.sock --json"
+    )]
+    Status {
+        /// The running gateway's control socket.
+        #[arg(long, value_name = "PATH", default_value = weft_gateway::daemon::control::DEFAULT_CONTROL_SOCKET)]
+        control: PathBuf,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The local multi-site lab: every site of a configuration as network namespaces on this
+    /// host, with real gateways, real WireGuard and real traffic (needs root).
+    #[command(
+        after_help = "Examples:\n  sudo weft lab up -c config/examples/lab.toml\n  \
+        sudo weft lab check\n  sudo weft lab down"
+    )]
+    Lab {
+        #[command(subcommand)]
+        command: weft_gateway::lab::LabCommand,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -174,6 +219,42 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             keygen(&file)?;
             Ok(Outcome::Ok)
         }
+        Command::Run {
+            config,
+            gateway,
+            control,
+            uapi_name,
+            no_watch,
+        } => {
+            init_logging();
+            weft_gateway::daemon::run(weft_gateway::daemon::RunOptions {
+                config,
+                gateway,
+                control,
+                uapi_name,
+                watch: !no_watch,
+            })?;
+            Ok(Outcome::Ok)
+        }
+        Command::Status { control, json } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let status = runtime.block_on(weft_gateway::daemon::control::ask(
+                &control,
+                weft_gateway::daemon::control::Request::Status,
+            ))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", weft_gateway::daemon::status_text::render(&status));
+            }
+            Ok(Outcome::Ok)
+        }
+        Command::Lab { command } => Ok(match weft_gateway::lab::run(command)? {
+            true => Outcome::Ok,
+            false => Outcome::Failed,
+        }),
         Command::Schema => {
             println!(
                 "{}",
@@ -182,6 +263,17 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             Ok(Outcome::Ok)
         }
     }
+}
+
+/// Logs go to standard error, filtered by `WEFT_LOG` (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 /// Loads a configuration; prints its diagnostics and returns `None` when it is invalid.

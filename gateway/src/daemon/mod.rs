@@ -1,0 +1,591 @@
+//! `weft run`: the gateway daemon. It loads the configuration, opens a TUN per network and
+//! one UDP socket, makes the host's tables and rules match the plan, and drives the
+//! dataplane core with packets and time. SIGHUP or a change of the configuration files
+//! re-plans and applies only the difference; SIGTERM stops cleanly, removing what it made.
+
+pub mod control;
+pub mod host;
+pub mod status_text;
+pub mod uapi;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, anyhow};
+use ipnet::IpNet;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UdpSocket, UnixListener};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use weft_config::{Endpoint, EndpointHost, LoadError, Loader, PrivateKey};
+use weft_dataplane::core::{Dataplane, Transmit};
+use weft_dataplane::linux::plumbing;
+use weft_dataplane::linux::tun::{TunDevice, open_tun};
+
+use crate::plan::{GatewayPlan, plan};
+use crate::translate::dataplane_config;
+use control::{Request, read_request};
+
+/// Socket buffers: a full receive buffer is what holds userspace WireGuard back, so the
+/// gateway asks for more than the sysctl default (root may, with the FORCE options).
+const SOCKET_BUFFER_BYTES: usize = 8 << 20;
+/// How often the configuration files are checked for changes.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What `weft run` was asked to do.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Configuration layers.
+    pub config: Vec<PathBuf>,
+    /// The gateway to be.
+    pub gateway: String,
+    /// The control socket for `weft status`.
+    pub control: PathBuf,
+    /// The name `wg show` knows it by; none serves no UAPI socket.
+    pub uapi_name: Option<String>,
+    /// Whether to re-read the configuration when its files change.
+    pub watch: bool,
+}
+
+/// Runs the gateway until SIGTERM or SIGINT.
+pub fn run(options: RunOptions) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(options))
+}
+
+/// The configuration as this gateway uses it.
+struct Loaded {
+    plan: GatewayPlan,
+    key: PrivateKey,
+    /// Peer public key → gateway name, for status.
+    names: HashMap<[u8; 32], String>,
+    /// Peer public key → inner sources accepted from it, for `wg show`.
+    allowed: HashMap<[u8; 32], Vec<IpNet>>,
+}
+
+fn load(options: &RunOptions) -> anyhow::Result<Loaded> {
+    let loader = options.config.iter().fold(Loader::new(), |l, f| l.file(f));
+    let intent = loader.load().map_err(|e| match e {
+        LoadError::Invalid(d) => anyhow!(
+            "the configuration is invalid:\n{}",
+            d.iter().map(|d| d.render()).collect::<String>()
+        ),
+        other => anyhow!(other),
+    })?;
+    let key = intent
+        .load_private_key(&options.gateway)
+        .map_err(|d| anyhow!("cannot use the private key:\n{}", d.render()))?;
+    let plan = plan(&intent, &options.gateway)?;
+    let names = plan
+        .peers
+        .iter()
+        .map(|p| (*p.public_key.as_bytes(), p.gateway.clone()))
+        .collect();
+    let allowed = plan
+        .peers
+        .iter()
+        .map(|p| {
+            (
+                *p.public_key.as_bytes(),
+                vec![IpNet::from(IpAddr::V4(p.infra_address))],
+            )
+        })
+        .collect();
+    Ok(Loaded {
+        plan,
+        key,
+        names,
+        allowed,
+    })
+}
+
+/// Resolves every endpoint of the plan; names that do not resolve leave the peer to call in.
+async fn resolve(plan: &GatewayPlan) -> HashMap<Endpoint, SocketAddr> {
+    let mut resolved = HashMap::new();
+    for peer in &plan.peers {
+        let address = match &peer.endpoint.host {
+            EndpointHost::Ip(ip) => Some(SocketAddr::new(*ip, peer.endpoint.port)),
+            EndpointHost::Name(name) => {
+                match tokio::net::lookup_host((name.as_str(), peer.endpoint.port)).await {
+                    Ok(mut addresses) => addresses.next(),
+                    Err(e) => {
+                        warn!(peer = %peer.gateway, endpoint = %peer.endpoint, error = %e, "endpoint does not resolve yet");
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(address) = address {
+            resolved.insert(peer.endpoint.clone(), address);
+        }
+    }
+    resolved
+}
+
+struct Network {
+    device: Arc<TunDevice>,
+    reader: JoinHandle<()>,
+}
+
+/// What the tasks share.
+struct Shared {
+    options: RunOptions,
+    dataplane: Mutex<Dataplane>,
+    socket: UdpSocket,
+    networks: RwLock<HashMap<u32, Network>>,
+    state: Mutex<State>,
+    netlink: rtnetlink::Handle,
+}
+
+struct State {
+    loaded: Loaded,
+    last_reload: Option<Value>,
+    plumbing: Option<Value>,
+}
+
+fn bind_udp(port: u16) -> anyhow::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))
+        .context("creating the UDP socket")?;
+    socket.set_only_v6(false)?;
+    socket.set_nonblocking(true)?;
+    for (name, result) in [
+        (
+            "SO_RCVBUFFORCE",
+            nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::RcvBufForce,
+                &SOCKET_BUFFER_BYTES,
+            ),
+        ),
+        (
+            "SO_SNDBUFFORCE",
+            nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::SndBufForce,
+                &SOCKET_BUFFER_BYTES,
+            ),
+        ),
+    ] {
+        if let Err(e) = result {
+            warn!(option = name, error = %e, "cannot enlarge the socket buffer; throughput may suffer");
+        }
+    }
+    socket
+        .bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())
+        .with_context(|| format!("binding UDP port {port}"))?;
+    Ok(UdpSocket::from_std(socket.into())?)
+}
+
+/// The dual-stack socket reports IPv4 peers as `::ffff:a.b.c.d`; the dataplane knows them
+/// as IPv4.
+fn unmap(address: SocketAddr) -> SocketAddr {
+    match address.ip() {
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), address.port()),
+            None => address,
+        },
+        IpAddr::V4(_) => address,
+    }
+}
+
+fn map(address: SocketAddr) -> SocketAddr {
+    match address.ip() {
+        IpAddr::V4(ip) => SocketAddr::new(IpAddr::V6(ip.to_ipv6_mapped()), address.port()),
+        IpAddr::V6(_) => address,
+    }
+}
+
+impl Shared {
+    fn drain(&self, dataplane: &mut Dataplane) -> Vec<Transmit> {
+        std::iter::from_fn(|| dataplane.poll_transmit()).collect()
+    }
+
+    async fn flush(&self, transmits: Vec<Transmit>) {
+        for transmit in transmits {
+            match transmit {
+                Transmit::Udp {
+                    destination,
+                    payload,
+                } => {
+                    if let Err(e) = self.socket.send_to(&payload, map(destination)).await {
+                        tracing::debug!(%destination, error = %e, "UDP send failed");
+                    }
+                }
+                Transmit::Tun { network, packet } => {
+                    let device = self
+                        .networks
+                        .read()
+                        .expect("lock")
+                        .get(&network)
+                        .map(|n| n.device.clone());
+                    if let Some(device) = device
+                        && let Err(e) = device.send(&packet).await
+                    {
+                        tracing::debug!(network, error = %e, "TUN write failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn udp_loop(shared: Arc<Shared>) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (len, from) = match shared.socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "UDP receive failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let transmits = {
+            let mut dataplane = shared.dataplane.lock().expect("lock");
+            dataplane.handle_datagram(unmap(from), &buf[..len], Instant::now());
+            shared.drain(&mut dataplane)
+        };
+        shared.flush(transmits).await;
+    }
+}
+
+async fn tun_loop(shared: Arc<Shared>, label: u32, device: Arc<TunDevice>) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let len = match device.recv(&mut buf).await {
+            Ok(len) => len,
+            Err(e) => {
+                warn!(network = label, error = %e, "TUN read failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let transmits = {
+            let mut dataplane = shared.dataplane.lock().expect("lock");
+            dataplane.handle_tun_packet(label, &buf[..len], Instant::now());
+            shared.drain(&mut dataplane)
+        };
+        shared.flush(transmits).await;
+    }
+}
+
+async fn timer_loop(shared: Arc<Shared>) {
+    loop {
+        let deadline = shared.dataplane.lock().expect("lock").poll_timeout();
+        tokio::time::sleep_until(deadline.max(Instant::now()).into()).await;
+        let transmits = {
+            let mut dataplane = shared.dataplane.lock().expect("lock");
+            dataplane.handle_timeout(Instant::now());
+            shared.drain(&mut dataplane)
+        };
+        shared.flush(transmits).await;
+    }
+}
+
+/// Re-reads the configuration and applies the difference to TUNs, the dataplane and the
+/// host. On a bad configuration nothing changes and the error is reported.
+async fn reload(shared: &Arc<Shared>) -> anyhow::Result<Value> {
+    let loaded = load(&shared.options)?;
+    let resolved = resolve(&loaded.plan).await;
+    let config = dataplane_config(&loaded.plan, &loaded.key, &|e| resolved.get(e).copied());
+    // New networks need their TUN before routes can point at it.
+    let wanted: HashMap<u32, (&str, u16)> = loaded
+        .plan
+        .networks
+        .iter()
+        .map(|n| (n.label.value(), (n.tun.as_str(), n.mtu)))
+        .collect();
+    let missing: Vec<(u32, String, u16)> = {
+        let networks = shared.networks.read().expect("lock");
+        wanted
+            .iter()
+            .filter(|(label, _)| !networks.contains_key(label))
+            .map(|(label, (tun, mtu))| (*label, (*tun).to_owned(), *mtu))
+            .collect()
+    };
+    for (label, tun, mtu) in missing {
+        let device = Arc::new(open_tun(&tun, mtu).with_context(|| format!("opening TUN {tun}"))?);
+        let reader = tokio::spawn(tun_loop(shared.clone(), label, device.clone()));
+        shared
+            .networks
+            .write()
+            .expect("lock")
+            .insert(label, Network { device, reader });
+    }
+    let (report, transmits) = {
+        let mut dataplane = shared.dataplane.lock().expect("lock");
+        let report = dataplane.apply(&config, Instant::now());
+        (report, shared.drain(&mut dataplane))
+    };
+    shared.flush(transmits).await;
+    let host = plumbing::apply(&shared.netlink, &host::host_plumbing(&loaded.plan))
+        .await
+        .context("making the host's tables and rules match the plan")?;
+    // Networks that went away: their routes are gone, now their TUNs go.
+    let gone: Vec<u32> = shared
+        .networks
+        .read()
+        .expect("lock")
+        .keys()
+        .filter(|label| !wanted.contains_key(label))
+        .copied()
+        .collect();
+    for label in gone {
+        if let Some(network) = shared.networks.write().expect("lock").remove(&label) {
+            network.reader.abort();
+        }
+    }
+    let summary = json!({
+        "at_unix_secs": SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
+        "outcome": "applied",
+        "dataplane": report,
+        "host_changes": host.changes(),
+    });
+    info!(
+        networks_added = report.networks_added,
+        networks_removed = report.networks_removed,
+        peers_added = report.peers_added,
+        peers_removed = report.peers_removed,
+        peers_kept = report.peers_kept,
+        host_changes = host.changes(),
+        "configuration applied"
+    );
+    let mut state = shared.state.lock().expect("lock");
+    state.loaded = loaded;
+    state.plumbing = Some(json!({ "changes": host.changes() }));
+    state.last_reload = Some(summary.clone());
+    Ok(summary)
+}
+
+/// Reloads and records a failure without stopping the gateway.
+async fn reload_reporting(shared: &Arc<Shared>) -> Value {
+    match reload(shared).await {
+        Ok(summary) => summary,
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "reload failed; the running configuration stays");
+            let failure = json!({ "outcome": format!("failed: {e:#}") });
+            shared.state.lock().expect("lock").last_reload = Some(failure.clone());
+            failure
+        }
+    }
+}
+
+fn status(shared: &Shared) -> Value {
+    let dataplane = shared.dataplane.lock().expect("lock").status();
+    let state = shared.state.lock().expect("lock");
+    let mut dp = serde_json::to_value(&dataplane).unwrap_or(Value::Null);
+    if let Some(peers) = dp.get_mut("peers").and_then(Value::as_array_mut) {
+        for (peer, original) in peers.iter_mut().zip(&dataplane.peers) {
+            peer["name"] = state
+                .loaded
+                .names
+                .get(&original.public_key.0)
+                .cloned()
+                .map_or(Value::Null, Value::String);
+        }
+    }
+    json!({
+        "gateway": state.loaded.plan.gateway,
+        "site": state.loaded.plan.site,
+        "listen_port": state.loaded.plan.listen_port,
+        "config": shared.options.config.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + "),
+        "last_reload": state.last_reload,
+        "host": state.plumbing,
+        "dataplane": dp,
+    })
+}
+
+fn uapi_text(shared: &Shared) -> String {
+    let dataplane = shared.dataplane.lock().expect("lock").status();
+    let state = shared.state.lock().expect("lock");
+    let peers: Vec<uapi::UapiPeer> = dataplane
+        .peers
+        .iter()
+        .map(|p| uapi::UapiPeer {
+            public_key: p.public_key.0,
+            endpoint: p.endpoint,
+            since_last_handshake: p.since_last_handshake,
+            tx_bytes: p.wireguard_tx_bytes,
+            rx_bytes: p.wireguard_rx_bytes,
+            persistent_keepalive: p.persistent_keepalive,
+            allowed_ips: state
+                .loaded
+                .allowed
+                .get(&p.public_key.0)
+                .cloned()
+                .unwrap_or_default(),
+        })
+        .collect();
+    uapi::render_get(state.loaded.plan.listen_port, &peers, SystemTime::now())
+}
+
+/// Binds a Unix socket only its owner may use, replacing a stale one.
+fn bind_private_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(path);
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+async fn control_loop(shared: Arc<Shared>, listener: UnixListener) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let answer = match read_request(&mut stream).await {
+                Ok(Some(Request::Status)) => status(&shared),
+                Ok(Some(Request::Reload)) => reload_reporting(&shared).await,
+                _ => json!({ "error": "unknown request; send `status` or `reload`" }),
+            };
+            let _ = stream.write_all(answer.to_string().as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+async fn uapi_loop(shared: Arc<Shared>, listener: UnixListener) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let (reader, mut writer) = stream.split();
+            let mut lines = tokio::io::BufReader::new(reader).lines();
+            let first = lines.next_line().await.ok().flatten().unwrap_or_default();
+            // A request ends with an empty line.
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.is_empty() {
+                    break;
+                }
+            }
+            let answer = if first == "get=1" {
+                uapi_text(&shared)
+            } else {
+                uapi::render_refusal().to_owned()
+            };
+            let _ = writer.write_all(answer.as_bytes()).await;
+        });
+    }
+}
+
+/// The files' modification times and sizes, to notice an edit.
+fn fingerprint(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        })
+        .collect()
+}
+
+async fn watch_loop(shared: Arc<Shared>) {
+    let mut last = fingerprint(&shared.options.config);
+    loop {
+        tokio::time::sleep(WATCH_INTERVAL).await;
+        let now = fingerprint(&shared.options.config);
+        if now != last {
+            // Let an editor finish writing before reading.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            last = fingerprint(&shared.options.config);
+            info!("configuration files changed; reloading");
+            reload_reporting(&shared).await;
+        }
+    }
+}
+
+async fn serve(options: RunOptions) -> anyhow::Result<()> {
+    let loaded = load(&options)?;
+    let span =
+        tracing::info_span!("gateway", gateway = %loaded.plan.gateway, site = %loaded.plan.site);
+    let _entered = span.enter();
+    let socket = bind_udp(loaded.plan.listen_port)?;
+    let netlink = plumbing::connect().context("opening rtnetlink")?;
+    let resolved = resolve(&loaded.plan).await;
+    let config = dataplane_config(&loaded.plan, &loaded.key, &|e| resolved.get(e).copied());
+    let shared = Arc::new(Shared {
+        dataplane: Mutex::new(Dataplane::new(&config, Instant::now())),
+        socket,
+        networks: RwLock::new(HashMap::new()),
+        state: Mutex::new(State {
+            loaded,
+            last_reload: None,
+            plumbing: None,
+        }),
+        netlink,
+        options: options.clone(),
+    });
+    // The first "reload" opens the TUNs and makes the host match.
+    reload(&shared).await?;
+    let control = bind_private_socket(&options.control)?;
+    let uapi_path = options
+        .uapi_name
+        .as_ref()
+        .map(|name| Path::new(uapi::UAPI_DIR).join(format!("{name}.sock")));
+    let uapi = uapi_path.as_deref().map(bind_private_socket).transpose()?;
+    let mut tasks = vec![
+        tokio::spawn(udp_loop(shared.clone())),
+        tokio::spawn(timer_loop(shared.clone())),
+        tokio::spawn(control_loop(shared.clone(), control)),
+    ];
+    if let Some(uapi) = uapi {
+        tasks.push(tokio::spawn(uapi_loop(shared.clone(), uapi)));
+    }
+    if options.watch {
+        tasks.push(tokio::spawn(watch_loop(shared.clone())));
+    }
+    info!(
+        listen_port = shared.state.lock().expect("lock").loaded.plan.listen_port,
+        "gateway running"
+    );
+
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                info!("SIGHUP: reloading");
+                reload_reporting(&shared).await;
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    info!("stopping");
+    for task in tasks {
+        task.abort();
+    }
+    for (_, network) in shared.networks.write().expect("lock").drain() {
+        network.reader.abort();
+    }
+    let removed = plumbing::remove_all(&shared.netlink).await;
+    if let Err(e) = &removed {
+        warn!(error = %e, "could not remove every route and rule");
+    }
+    let _ = std::fs::remove_file(&options.control);
+    if let Some(path) = uapi_path {
+        let _ = std::fs::remove_file(path);
+    }
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! Carries out a [`Topology`]: namespaces, sysctls, veth links, the underlay bridge,
+//! addresses and routes, each made with `ip -n NAMESPACE` inside its own namespace (veths are
+//! created in one lab namespace with their peer in another, never in the host's).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::netns::{self, NetnsError, ip_in, set_sysctl};
+use super::topology::Topology;
+
+/// What a namespace is for, which decides its sysctls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Underlay,
+    Gateway,
+    Router,
+    Workload,
+}
+
+/// Builds every part of `topology`. Stops at the first failure; the caller removes what was
+/// made (every namespace name is known in advance).
+pub fn build(topology: &Topology, mut progress: impl FnMut(&str)) -> Result<(), NetnsError> {
+    let roles = std::iter::once((topology.underlay.namespace.as_str(), Role::Underlay))
+        .chain(
+            topology
+                .gateways
+                .iter()
+                .map(|g| (g.namespace.as_str(), Role::Gateway)),
+        )
+        .chain(
+            topology
+                .routers
+                .iter()
+                .map(|r| (r.namespace.as_str(), Role::Router)),
+        )
+        .chain(
+            topology
+                .workloads
+                .iter()
+                .map(|w| (w.namespace.as_str(), Role::Workload)),
+        );
+    progress("namespaces");
+    for (ns, role) in roles {
+        netns::add(ns)?;
+        prepare(ns, role)?;
+    }
+
+    progress("underlay");
+    let ul = &topology.underlay;
+    ip_in(
+        &ul.namespace,
+        &["link", "add", &ul.bridge, "type", "bridge"],
+    )?;
+    ip_in(&ul.namespace, &["link", "set", &ul.bridge, "up"])?;
+    for g in &topology.gateways {
+        let mtu = g.mtu.to_string();
+        veth(
+            &g.namespace,
+            &g.underlay_interface,
+            &ul.namespace,
+            &g.underlay_port,
+            &mtu,
+        )?;
+        ip_in(
+            &ul.namespace,
+            &["link", "set", &g.underlay_port, "master", &ul.bridge, "up"],
+        )?;
+        add_address(&g.namespace, &g.underlay_interface, &g.underlay_address)?;
+        ip_in(&g.namespace, &["link", "set", &g.underlay_interface, "up"])?;
+    }
+
+    progress("VPC routers");
+    for r in &topology.routers {
+        let gateway = topology
+            .gateway(&r.gateway)
+            .expect("a router's gateway is in the topology");
+        let mtu = r.mtu.to_string();
+        veth(
+            &gateway.namespace,
+            &r.gateway_interface,
+            &r.namespace,
+            &r.interface,
+            &mtu,
+        )?;
+        // weft adds its own addresses here; the lab only brings the link up, with reverse
+        // path filtering off (effective is the larger of `all` and the interface's value).
+        set_sysctl(
+            &gateway.namespace,
+            &["ipv4", "conf", &r.gateway_interface, "rp_filter"],
+            "0",
+        )?;
+        set_sysctl(
+            &gateway.namespace,
+            &["ipv6", "conf", &r.gateway_interface, "accept_dad"],
+            "0",
+        )?;
+        ip_in(
+            &gateway.namespace,
+            &["link", "set", &r.gateway_interface, "up"],
+        )?;
+        for a in &r.addresses {
+            add_address(&r.namespace, &r.interface, a)?;
+        }
+        ip_in(&r.namespace, &["link", "set", &r.interface, "up"])?;
+        for route in &r.routes {
+            add_route(
+                &r.namespace,
+                &route.prefix.to_string(),
+                route.via,
+                &route.dev,
+            )?;
+        }
+    }
+
+    progress("workloads");
+    for w in &topology.workloads {
+        let mtu = w.mtu.to_string();
+        veth(
+            &w.router_namespace,
+            &w.router_interface,
+            &w.namespace,
+            &w.interface,
+            &mtu,
+        )?;
+        add_address(&w.router_namespace, &w.router_interface, &w.router_address)?;
+        ip_in(
+            &w.router_namespace,
+            &["link", "set", &w.router_interface, "up"],
+        )?;
+        add_address(&w.namespace, &w.interface, &w.address)?;
+        ip_in(&w.namespace, &["link", "set", &w.interface, "up"])?;
+        add_route(&w.namespace, "default", w.default_gateway, &w.interface)?;
+    }
+    Ok(())
+}
+
+/// Sysctls a namespace needs before its links exist, so new interfaces inherit them:
+/// loopback up, no IPv6 duplicate address detection (addresses usable at once), forwarding
+/// in gateways and routers, no reverse path filter in gateways (traffic of a network leaves
+/// through a TUN device it did not arrive on).
+fn prepare(ns: &str, role: Role) -> Result<(), NetnsError> {
+    ip_in(ns, &["link", "set", "lo", "up"])?;
+    for scope in ["all", "default"] {
+        set_sysctl(ns, &["ipv6", "conf", scope, "accept_dad"], "0")?;
+    }
+    if role == Role::Underlay {
+        // The bridge only switches; it needs no addresses of its own.
+        set_sysctl(ns, &["ipv6", "conf", "default", "disable_ipv6"], "1")?;
+    }
+    if matches!(role, Role::Gateway | Role::Router) {
+        set_sysctl(ns, &["ipv4", "ip_forward"], "1")?;
+        set_sysctl(ns, &["ipv6", "conf", "all", "forwarding"], "1")?;
+    }
+    if role == Role::Gateway {
+        for scope in ["all", "default"] {
+            set_sysctl(ns, &["ipv4", "conf", scope, "rp_filter"], "0")?;
+        }
+    }
+    Ok(())
+}
+
+/// A veth pair: `a_name` in namespace `a`, its peer `b_name` in namespace `b`.
+fn veth(a: &str, a_name: &str, b: &str, b_name: &str, mtu: &str) -> Result<(), NetnsError> {
+    ip_in(
+        a,
+        &[
+            "link", "add", a_name, "mtu", mtu, "type", "veth", "peer", "name", b_name, "mtu", mtu,
+            "netns", b,
+        ],
+    )
+    .map(drop)
+}
+
+fn add_address(ns: &str, dev: &str, address: &IpNet) -> Result<(), NetnsError> {
+    let a = address.to_string();
+    let mut args = vec!["address", "add", &a, "dev", dev];
+    if address.addr().is_ipv6() {
+        args.push("nodad");
+    }
+    ip_in(ns, &args).map(drop)
+}
+
+fn add_route(ns: &str, to: &str, via: IpAddr, dev: &str) -> Result<(), NetnsError> {
+    let family = if via.is_ipv4() { "-4" } else { "-6" };
+    let via = via.to_string();
+    ip_in(ns, &[family, "route", "add", to, "via", &via, "dev", dev]).map(drop)
+}
