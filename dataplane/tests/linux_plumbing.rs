@@ -597,6 +597,15 @@ fn tun_devices_open_in_the_namespace_with_their_mtu_and_up() {
         assert_eq!(info["vnet_hdr"], false, "{link}");
         assert_eq!(info["multi_queue"], false, "{link}");
         assert_eq!(info["persist"], false, "{link}");
+        // No link-local address: the kernel sends no router solicitations or MLD reports into
+        // the network for the forwarder to drop.
+        let addresses = json(&gw, &["-j", "-6", "addr", "show", "dev", "weft7"]);
+        let none = addresses
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|a| a["addr_info"].as_array().is_none_or(|list| list.is_empty()));
+        assert!(none, "{addresses}");
 
         // Attached by someone: busy, and the error names the device.
         let Err(busy) = open_tun("weft7", 1380) else {

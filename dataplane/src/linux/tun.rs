@@ -131,6 +131,17 @@ pub fn open_tun(name: &str, mtu: u16) -> Result<TunDevice, TunError> {
         mtu,
         source,
     })?;
+    // No IPv6 link-local address: the kernel would otherwise send router solicitations and
+    // MLD reports into the network, which the forwarder can only drop and count. Routes
+    // through the device need no address. tun-rs brings the device up as it creates it, so
+    // it goes down once after the change: IPv6 drops its automatic addresses on the way
+    // down. Where IPv6 is off there is nothing to turn off.
+    if std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/addr_gen_mode"), "1").is_ok() {
+        device.enabled(false).map_err(|source| TunError::Up {
+            name: name.to_owned(),
+            source,
+        })?;
+    }
     device.enabled(true).map_err(|source| TunError::Up {
         name: name.to_owned(),
         source,

@@ -313,24 +313,40 @@ async fn reload(shared: &Arc<Shared>) -> anyhow::Result<Value> {
             .map(|(label, (tun, mtu))| (*label, (*tun).to_owned(), *mtu))
             .collect()
     };
+    let mut opened = Vec::new();
     for (label, tun, mtu) in missing {
-        let device = Arc::new(open_tun(&tun, mtu).with_context(|| format!("opening TUN {tun}"))?);
-        let reader = tokio::spawn(tun_loop(shared.clone(), label, device.clone()));
-        shared
-            .networks
-            .write()
-            .expect("lock")
-            .insert(label, Network { device, reader });
+        match open_tun(&tun, mtu) {
+            Ok(device) => {
+                let device = Arc::new(device);
+                let reader = tokio::spawn(tun_loop(shared.clone(), label, device.clone()));
+                shared
+                    .networks
+                    .write()
+                    .expect("lock")
+                    .insert(label, Network { device, reader });
+                opened.push(label);
+            }
+            Err(e) => {
+                close_networks(shared, &opened);
+                return Err(anyhow!(e).context(format!("opening TUN {tun}")));
+            }
+        }
     }
+    // The host first: it checks every interface before it writes anything, so a plan whose
+    // interfaces are missing changes nothing, and the dataplane keeps its configuration.
+    let host = match plumbing::apply(&shared.netlink, &host::host_plumbing(&loaded.plan)).await {
+        Ok(host) => host,
+        Err(e) => {
+            close_networks(shared, &opened);
+            return Err(anyhow!(e).context("making the host's tables and rules match the plan"));
+        }
+    };
     let (report, transmits) = {
         let mut dataplane = shared.dataplane.lock().expect("lock");
         let report = dataplane.apply(&config, Instant::now());
         (report, shared.drain(&mut dataplane))
     };
     shared.flush(transmits).await;
-    let host = plumbing::apply(&shared.netlink, &host::host_plumbing(&loaded.plan))
-        .await
-        .context("making the host's tables and rules match the plan")?;
     // Networks that went away: their routes are gone, now their TUNs go.
     let gone: Vec<u32> = shared
         .networks
@@ -340,11 +356,7 @@ async fn reload(shared: &Arc<Shared>) -> anyhow::Result<Value> {
         .filter(|label| !wanted.contains_key(label))
         .copied()
         .collect();
-    for label in gone {
-        if let Some(network) = shared.networks.write().expect("lock").remove(&label) {
-            network.reader.abort();
-        }
-    }
+    close_networks(shared, &gone);
     let summary = json!({
         "at_unix_secs": SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
         "outcome": "applied",
@@ -365,6 +377,16 @@ async fn reload(shared: &Arc<Shared>) -> anyhow::Result<Value> {
     state.plumbing = Some(json!({ "changes": host.changes() }));
     state.last_reload = Some(summary.clone());
     Ok(summary)
+}
+
+/// Stops reading the TUNs of `labels` and closes them (a TUN goes with its descriptor).
+fn close_networks(shared: &Shared, labels: &[u32]) {
+    let mut networks = shared.networks.write().expect("lock");
+    for label in labels {
+        if let Some(network) = networks.remove(label) {
+            network.reader.abort();
+        }
+    }
 }
 
 /// Reloads and records a failure without stopping the gateway.
