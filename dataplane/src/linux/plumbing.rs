@@ -1622,7 +1622,9 @@ pub async fn apply(handle: &Handle, desired: &Plumbing) -> Result<ApplyReport, P
 ///
 /// Interface addresses and links are left: a `noprefixroute` address is harmless without
 /// weft's tables, the TUN devices disappear with the gateway's descriptors, and the next
-/// [`apply`] finds both as it wants them.
+/// [`apply`] finds both as it wants them. Removing the addresses would be worse than
+/// untidy: when the last IPv4 address leaves an interface the kernel flushes every IPv4
+/// route through it, other owners' included, and weft never touches those.
 pub async fn remove_all(handle: &Handle) -> Result<RemovalReport, PlumbingError> {
     let mut report = RemovalReport::default();
     for rule in dump_rules(handle).await? {
