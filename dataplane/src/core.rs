@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::config::{DataplaneConfig, PeerKey};
 use crate::counters::{DropReason, Drops, Traffic};
+use crate::fragment::fragment_ipv4;
 use crate::label_codec::{self, LABEL_OVERHEAD};
 use crate::mtu::{clamp_mss, mss_for_mtu, needs_too_big, too_big_reply};
 use crate::packet::IpPacket;
@@ -343,40 +344,56 @@ impl Dataplane {
         let v6 = parsed.destination().is_ipv6();
         let mut owned = packet[..parsed.len()].to_vec();
         clamp_mss(&mut owned, mss_for_mtu(mtu, v6));
-        match route {
-            Route::Local => {
-                net.sent.count(owned.len());
-                self.outputs.push_back(Transmit::Tun {
+        // Too big but allowed to be split (IPv4 without DF): split like any router would.
+        let pieces = if !leaves_by_peer || owned.len() <= usize::from(mtu) {
+            vec![owned]
+        } else {
+            let mut pieces = Vec::new();
+            let split = IpPacket::parse(&owned)
+                .ok()
+                .is_some_and(|whole| fragment_ipv4(&whole, mtu, &mut pieces).is_ok());
+            if !split {
+                net.drops.count(DropReason::TooBig);
+                return self.drops.count(DropReason::TooBig);
+            }
+            pieces
+        };
+        for piece in pieces {
+            net.sent.count(piece.len());
+            match route {
+                Route::Local => self.outputs.push_back(Transmit::Tun {
                     network: label,
-                    packet: owned,
-                });
-            }
-            Route::Workload(id) => {
-                net.sent.count(owned.len());
-                self.peers
-                    .encapsulate(id, &owned, &mut self.outputs, &mut self.drops);
-            }
-            Route::Gateway(id) => {
-                let Some(Role::Gateway { infra_address }) =
-                    self.peers.get(id).map(|p| p.role.clone())
-                else {
-                    return self.drops.count(DropReason::UnknownPeer);
-                };
-                net.sent.count(owned.len());
-                self.scratch.resize(owned.len() + LABEL_OVERHEAD, 0);
-                match label_codec::encode(
-                    self.infra_address,
-                    infra_address,
-                    label,
-                    &owned,
-                    &mut self.scratch,
-                ) {
-                    Ok(len) => {
-                        let labelled = self.scratch[..len].to_vec();
-                        self.peers
-                            .encapsulate(id, &labelled, &mut self.outputs, &mut self.drops);
+                    packet: piece,
+                }),
+                Route::Workload(id) => {
+                    self.peers
+                        .encapsulate(id, &piece, &mut self.outputs, &mut self.drops)
+                }
+                Route::Gateway(id) => {
+                    let Some(Role::Gateway { infra_address }) =
+                        self.peers.get(id).map(|p| p.role.clone())
+                    else {
+                        return self.drops.count(DropReason::UnknownPeer);
+                    };
+                    self.scratch.resize(piece.len() + LABEL_OVERHEAD, 0);
+                    match label_codec::encode(
+                        self.infra_address,
+                        infra_address,
+                        label,
+                        &piece,
+                        &mut self.scratch,
+                    ) {
+                        Ok(len) => {
+                            let labelled = self.scratch[..len].to_vec();
+                            self.peers.encapsulate(
+                                id,
+                                &labelled,
+                                &mut self.outputs,
+                                &mut self.drops,
+                            );
+                        }
+                        Err(_) => self.drops.count(DropReason::MalformedPacket),
                     }
-                    Err(_) => self.drops.count(DropReason::MalformedPacket),
                 }
             }
         }

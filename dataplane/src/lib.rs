@@ -7,6 +7,7 @@
 pub mod config;
 pub mod core;
 pub mod counters;
+pub mod fragment;
 pub mod label_codec;
 pub mod linux;
 pub mod mtu;

@@ -362,3 +362,30 @@ fn workload_peers_send_plain_packets_into_their_network_only() {
     }
     assert_eq!(b.status().drops.get(DropReason::SpoofedSource), 1);
 }
+
+#[test]
+fn oversized_packets_without_df_arrive_as_fragments() {
+    let mut p = Pair::new(&[1001], 1300);
+    let mut big = udp([10, 10, 1, 10], [10, 10, 2, 10], &[7u8; 3000]);
+    big[6] &= !0x40; // clear Don't Fragment
+    big[10..12].copy_from_slice(&[0, 0]);
+    let header = etherparse::Ipv4HeaderSlice::from_slice(&big)
+        .unwrap()
+        .to_header();
+    big[10..12].copy_from_slice(&header.calc_header_checksum().to_be_bytes());
+    p.a.handle_tun_packet(1001, &big, Instant::now());
+    p.pump();
+    assert_eq!(p.b_tun.len(), 3, "3,028 bytes through an MTU of 1,300");
+    let mut payload = Vec::new();
+    for (network, fragment) in &p.b_tun {
+        assert_eq!(*network, 1001);
+        assert!(fragment.len() <= 1300);
+        payload.extend_from_slice(&fragment[20..]);
+    }
+    assert_eq!(
+        payload,
+        big[20..],
+        "the fragments carry the whole packet, in order"
+    );
+    assert_eq!(p.a.status().drops.total(), 0);
+}

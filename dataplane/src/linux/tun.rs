@@ -32,6 +32,13 @@ use thiserror::Error;
 
 use super::is_valid_interface_name;
 
+/// The MTU every network's TUN gets: the largest an IP packet can be. The forwarder, not
+/// the kernel, enforces a network's MTU: it answers too-big packets with ICMP errors that
+/// it routes back into the network, and fragments IPv4 packets that allow it. A kernel
+/// enforcing it at the TUN would drop the packet and route its ICMP error by the main
+/// table, where networks with identical addresses cannot be told apart.
+pub const TUN_MTU: u16 = u16::MAX;
+
 /// The async TUN device handed to the forwarder's shell: `recv` reads one IP packet, `send`
 /// writes one. It derefs to tun-rs's device for `name()`, `if_index()` and `mtu()`.
 pub type TunDevice = tun_rs::AsyncDevice;

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use weft_dataplane::linux::plumbing::{LocalRoute, NetworkPlumbing, Plumbing};
+use weft_dataplane::linux::tun::TUN_MTU;
 
 use crate::plan::GatewayPlan;
 
@@ -26,7 +27,7 @@ pub fn host_plumbing(plan: &GatewayPlan) -> Plumbing {
         plumbing.add_network(&NetworkPlumbing {
             table: n.table,
             tun: n.tun.clone(),
-            mtu: u32::from(n.mtu),
+            mtu: u32::from(TUN_MTU),
             interface: n.interface.clone(),
             interface_addresses: n.addresses.clone(),
             local_routes,

@@ -8,7 +8,7 @@ pub mod host;
 pub mod status_text;
 pub mod uapi;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -22,11 +22,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{UdpSocket, UnixListener};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 use weft_config::{Endpoint, EndpointHost, LoadError, Loader, PrivateKey};
 use weft_dataplane::core::{Dataplane, Transmit};
 use weft_dataplane::linux::plumbing;
-use weft_dataplane::linux::tun::{TunDevice, open_tun};
+use weft_dataplane::linux::tun::{TUN_MTU, TunDevice, open_tun};
 
 use crate::plan::{GatewayPlan, plan};
 use crate::translate::dataplane_config;
@@ -144,6 +144,7 @@ struct Shared {
     networks: RwLock<HashMap<u32, Network>>,
     state: Mutex<State>,
     netlink: rtnetlink::Handle,
+    reloading: tokio::sync::Mutex<()>,
 }
 
 struct State {
@@ -295,30 +296,35 @@ async fn timer_loop(shared: Arc<Shared>) {
 /// Re-reads the configuration and applies the difference to TUNs, the dataplane and the
 /// host. On a bad configuration nothing changes and the error is reported.
 async fn reload(shared: &Arc<Shared>) -> anyhow::Result<Value> {
+    // One at a time: the file watcher, SIGHUP and the control socket may all ask at once.
+    let _serialized = shared.reloading.lock().await;
     let loaded = load(&shared.options)?;
     let resolved = resolve(&loaded.plan).await;
     let config = dataplane_config(&loaded.plan, &loaded.key, &|e| resolved.get(e).copied());
     // New networks need their TUN before routes can point at it.
-    let wanted: HashMap<u32, (&str, u16)> = loaded
+    // In label order, so that what the kernel lists per device comes in the same order on
+    // every start.
+    let wanted: BTreeMap<u32, &str> = loaded
         .plan
         .networks
         .iter()
-        .map(|n| (n.label.value(), (n.tun.as_str(), n.mtu)))
+        .map(|n| (n.label.value(), n.tun.as_str()))
         .collect();
-    let missing: Vec<(u32, String, u16)> = {
+    let missing: Vec<(u32, String)> = {
         let networks = shared.networks.read().expect("lock");
         wanted
             .iter()
             .filter(|(label, _)| !networks.contains_key(label))
-            .map(|(label, (tun, mtu))| (*label, (*tun).to_owned(), *mtu))
+            .map(|(label, tun)| (*label, (*tun).to_owned()))
             .collect()
     };
     let mut opened = Vec::new();
-    for (label, tun, mtu) in missing {
-        match open_tun(&tun, mtu) {
+    for (label, tun) in missing {
+        match open_tun(&tun, TUN_MTU) {
             Ok(device) => {
                 let device = Arc::new(device);
-                let reader = tokio::spawn(tun_loop(shared.clone(), label, device.clone()));
+                let reader =
+                    tokio::spawn(tun_loop(shared.clone(), label, device.clone()).in_current_span());
                 shared
                     .networks
                     .write()
@@ -469,15 +475,18 @@ async fn control_loop(shared: Arc<Shared>, listener: UnixListener) {
             continue;
         };
         let shared = shared.clone();
-        tokio::spawn(async move {
-            let answer = match read_request(&mut stream).await {
-                Ok(Some(Request::Status)) => status(&shared),
-                Ok(Some(Request::Reload)) => reload_reporting(&shared).await,
-                _ => json!({ "error": "unknown request; send `status` or `reload`" }),
-            };
-            let _ = stream.write_all(answer.to_string().as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
+        tokio::spawn(
+            async move {
+                let answer = match read_request(&mut stream).await {
+                    Ok(Some(Request::Status)) => status(&shared),
+                    Ok(Some(Request::Reload)) => reload_reporting(&shared).await,
+                    _ => json!({ "error": "unknown request; send `status` or `reload`" }),
+                };
+                let _ = stream.write_all(answer.to_string().as_bytes()).await;
+                let _ = stream.shutdown().await;
+            }
+            .in_current_span(),
+        );
     }
 }
 
@@ -555,6 +564,7 @@ async fn serve(options: RunOptions) -> anyhow::Result<()> {
         }),
         netlink,
         options: options.clone(),
+        reloading: tokio::sync::Mutex::new(()),
     });
     // The first "reload" opens the TUNs and makes the host match.
     reload(&shared).await?;
@@ -565,15 +575,17 @@ async fn serve(options: RunOptions) -> anyhow::Result<()> {
         .map(|name| Path::new(uapi::UAPI_DIR).join(format!("{name}.sock")));
     let uapi = uapi_path.as_deref().map(bind_private_socket).transpose()?;
     let mut tasks = vec![
-        tokio::spawn(udp_loop(shared.clone())),
-        tokio::spawn(timer_loop(shared.clone())),
-        tokio::spawn(control_loop(shared.clone(), control)),
+        tokio::spawn(udp_loop(shared.clone()).in_current_span()),
+        tokio::spawn(timer_loop(shared.clone()).in_current_span()),
+        tokio::spawn(control_loop(shared.clone(), control).in_current_span()),
     ];
     if let Some(uapi) = uapi {
-        tasks.push(tokio::spawn(uapi_loop(shared.clone(), uapi)));
+        tasks.push(tokio::spawn(
+            uapi_loop(shared.clone(), uapi).in_current_span(),
+        ));
     }
     if options.watch {
-        tasks.push(tokio::spawn(watch_loop(shared.clone())));
+        tasks.push(tokio::spawn(watch_loop(shared.clone()).in_current_span()));
     }
     info!(
         listen_port = shared.state.lock().expect("lock").loaded.plan.listen_port,

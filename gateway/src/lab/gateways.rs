@@ -140,6 +140,15 @@ pub struct Started {
     pub child: Child,
 }
 
+/// What becomes of a gateway's log when it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogMode {
+    /// A new log (`up`): whatever an earlier lab left there is replaced.
+    Replace,
+    /// Appended to (`restart`): the log of the process before stays for a post-mortem.
+    Append,
+}
+
 /// Starts `weft run` for `node` in its namespace: `ip netns exec NS WEFT run ...`, output to
 /// its log, in a process group of its own so that a Ctrl-C to `weft lab up` leaves it be.
 pub fn start(
@@ -148,6 +157,7 @@ pub fn start(
     config: &[PathBuf],
     node: &GatewayNode,
     key_file: &Path,
+    log_mode: LogMode,
 ) -> Result<Started, GatewayError> {
     let key = copy_key(dir, &node.name, key_file)?;
     let socket = dir.control_socket(&node.name);
@@ -157,7 +167,11 @@ pub fn start(
         path: log_path.clone(),
         source,
     };
-    let log = File::create(&log_path).map_err(log_err)?;
+    let log = match log_mode {
+        LogMode::Replace => File::create(&log_path),
+        LogMode::Append => OpenOptions::new().create(true).append(true).open(&log_path),
+    }
+    .map_err(log_err)?;
     let log2 = log.try_clone().map_err(log_err)?;
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &node.namespace])

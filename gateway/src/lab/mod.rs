@@ -9,9 +9,14 @@
 //!  (10.10.1.10)   (10.10.1.1)     (169.254.100.2)  (weft adds .1)  (192.0.2.x)
 //! ```
 //!
-//! The pure parts ([`topology`], [`naming`], [`addressing`], the state file format and the
-//! verdicts of [`check`]) are unit tested; the rest shells out to `ip` or enters namespaces
-//! on dedicated threads and is tested as root by `tests/lab_topology.rs`.
+//! A running lab follows an edited configuration with [`reload`] (new attachments get their
+//! routers and workloads, then every gateway is asked to reload), and [`restart`] stops and
+//! starts one gateway as `up` did.
+//!
+//! The pure parts ([`topology`], [`naming`], [`addressing`], the state file format, the
+//! verdicts of [`check`] and the diff of [`reload`]) are unit tested; the rest shells out to
+//! `ip` or enters namespaces on dedicated threads and is tested as root by
+//! `tests/lab_topology.rs` and, with running gateways and traffic, `tests/lab_e2e.rs`.
 
 pub mod addressing;
 pub mod check;
@@ -23,6 +28,8 @@ pub mod netns;
 pub mod plumbing;
 pub mod probe;
 pub mod process;
+pub mod reload;
+pub mod restart;
 pub mod state;
 pub mod status;
 pub mod topology;
@@ -98,6 +105,37 @@ pub enum LabCommand {
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
+        /// The lab's state directory.
+        #[command(flatten)]
+        state: StateDirArg,
+    },
+    /// Apply the edited configuration to the running lab: build the VPC routers, workloads
+    /// and routes of attachments that appeared (and remove those that went away), then ask
+    /// every gateway to reload through its control socket and report each answer. Exits 1
+    /// when a gateway did not apply it.
+    #[command(after_help = "Examples:\n  \
+        sudo weft lab reload   # after adding e.g. [networks.\"shop/dev\"] and its attachments\n  \
+        sudo weft lab reload --json | jq '.gateways[] | {gateway, dataplane: .answer.dataplane}'\n\n\
+        The configuration files are those the lab was built from (`weft lab status` names them). \
+        Reload follows networks and attachments; a change of gateways needs `weft lab down` and \
+        `weft lab up`.")]
+    Reload {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The lab's state directory.
+        #[command(flatten)]
+        state: StateDirArg,
+    },
+    /// Stop one gateway's `weft run` (SIGTERM, SIGKILL after 5 s) and start it again as `up`
+    /// did: same namespace, arguments and environment, output appended to its log. Waits
+    /// until it serves its control socket.
+    #[command(after_help = "Examples:\n  sudo weft lab restart aws-gw\n  \
+        sudo weft lab restart gcp-gw --state-dir /run/weft-lab2 && \\\n    \
+        weft status --control /run/weft-lab2/gcp-gw.sock")]
+    Restart {
+        /// The gateway, e.g. `aws-gw` (`weft lab status` lists them).
+        gateway: String,
         /// The lab's state directory.
         #[command(flatten)]
         state: StateDirArg,
@@ -224,6 +262,51 @@ pub fn run(command: LabCommand) -> anyhow::Result<bool> {
                     std::process::exit(code)
                 }
             }
+        }
+        LabCommand::Reload { json, state } => {
+            require_root("reload")?;
+            let dir = state.dir();
+            let mut lab = loaded(&dir)?;
+            let Some(intent) = load(&lab.config)? else {
+                return Ok(false);
+            };
+            let new = topology::Topology::build(&intent, &lab.prefix)?;
+            eprintln!("reloading lab {}", lab.prefix);
+            let report = reload::reload(&dir, &mut lab, new, |step| eprintln!("  {step}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", reload::render(&report));
+            }
+            Ok(report.ok)
+        }
+        LabCommand::Restart { gateway, state } => {
+            require_root("restart")?;
+            let dir = state.dir();
+            let mut lab = loaded(&dir)?;
+            let Some(intent) = load(&lab.config)? else {
+                return Ok(false);
+            };
+            // The key is copied again from where the configuration says, as `up` does.
+            let key = match intent.gateways.get(&gateway) {
+                Some(g) => g.private_key_file.clone(),
+                None if lab.topology.gateway(&gateway).is_some() => anyhow::bail!(
+                    "gateway `{gateway}` is no longer in the configuration ({}); `weft lab \
+                     down{1}` and `weft lab up{1}` rebuild the lab without it",
+                    lab.config
+                        .iter()
+                        .map(|c| c.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" + "),
+                    dir.flag()
+                ),
+                // Unknown to the lab as well: `restart` says which gateways there are.
+                None => PathBuf::new(),
+            };
+            let weft = std::env::current_exe().context("finding the weft binary")?;
+            let restarted = restart::restart(&dir, &mut lab, &weft, &gateway, &key)?;
+            print!("{}", restart::summary(&restarted));
+            Ok(true)
         }
         LabCommand::Down { prefix, state } => {
             require_root("down")?;

@@ -1,13 +1,15 @@
 //! Carries out a [`Topology`]: namespaces, sysctls, veth links, the underlay bridge,
 //! addresses and routes, each made with `ip -n NAMESPACE` inside its own namespace (veths are
-//! created in one lab namespace with their peer in another, never in the host's).
+//! created in one lab namespace with their peer in another, never in the host's). `up`
+//! builds a whole topology; `reload` adds single routers, workloads and routes to a running
+//! lab with the same steps.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use super::netns::{self, NetnsError, ip_in, set_sysctl};
-use super::topology::Topology;
+use super::topology::{GatewayNode, RouterNode, RouterRoute, Topology, WorkloadNode};
 
 /// What a namespace is for, which decides its sysctls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,29 +23,16 @@ enum Role {
 /// Builds every part of `topology`. Stops at the first failure; the caller removes what was
 /// made (every namespace name is known in advance).
 pub fn build(topology: &Topology, mut progress: impl FnMut(&str)) -> Result<(), NetnsError> {
-    let roles = std::iter::once((topology.underlay.namespace.as_str(), Role::Underlay))
-        .chain(
-            topology
-                .gateways
-                .iter()
-                .map(|g| (g.namespace.as_str(), Role::Gateway)),
-        )
-        .chain(
-            topology
-                .routers
-                .iter()
-                .map(|r| (r.namespace.as_str(), Role::Router)),
-        )
-        .chain(
-            topology
-                .workloads
-                .iter()
-                .map(|w| (w.namespace.as_str(), Role::Workload)),
-        );
     progress("namespaces");
-    for (ns, role) in roles {
-        netns::add(ns)?;
-        prepare(ns, role)?;
+    add_namespace(&topology.underlay.namespace, Role::Underlay)?;
+    for g in &topology.gateways {
+        add_namespace(&g.namespace, Role::Gateway)?;
+    }
+    for r in &topology.routers {
+        add_namespace(&r.namespace, Role::Router)?;
+    }
+    for w in &topology.workloads {
+        add_namespace(&w.namespace, Role::Workload)?;
     }
 
     progress("underlay");
@@ -75,64 +64,126 @@ pub fn build(topology: &Topology, mut progress: impl FnMut(&str)) -> Result<(), 
         let gateway = topology
             .gateway(&r.gateway)
             .expect("a router's gateway is in the topology");
-        let mtu = r.mtu.to_string();
-        veth(
-            &gateway.namespace,
-            &r.gateway_interface,
-            &r.namespace,
-            &r.interface,
-            &mtu,
-        )?;
-        // weft adds its own addresses here; the lab only brings the link up, with reverse
-        // path filtering off (effective is the larger of `all` and the interface's value).
-        set_sysctl(
-            &gateway.namespace,
-            &["ipv4", "conf", &r.gateway_interface, "rp_filter"],
-            "0",
-        )?;
-        set_sysctl(
-            &gateway.namespace,
-            &["ipv6", "conf", &r.gateway_interface, "accept_dad"],
-            "0",
-        )?;
-        ip_in(
-            &gateway.namespace,
-            &["link", "set", &r.gateway_interface, "up"],
-        )?;
-        for a in &r.addresses {
-            add_address(&r.namespace, &r.interface, a)?;
-        }
-        ip_in(&r.namespace, &["link", "set", &r.interface, "up"])?;
-        for route in &r.routes {
-            add_route(
-                &r.namespace,
-                &route.prefix.to_string(),
-                route.via,
-                &route.dev,
-            )?;
-        }
+        link_router(gateway, r)?;
     }
 
     progress("workloads");
     for w in &topology.workloads {
-        let mtu = w.mtu.to_string();
-        veth(
-            &w.router_namespace,
-            &w.router_interface,
-            &w.namespace,
-            &w.interface,
-            &mtu,
-        )?;
-        add_address(&w.router_namespace, &w.router_interface, &w.router_address)?;
-        ip_in(
-            &w.router_namespace,
-            &["link", "set", &w.router_interface, "up"],
-        )?;
-        add_address(&w.namespace, &w.interface, &w.address)?;
-        ip_in(&w.namespace, &["link", "set", &w.interface, "up"])?;
-        add_route(&w.namespace, "default", w.default_gateway, &w.interface)?;
+        link_workload(w)?;
     }
     Ok(())
+}
+
+/// Adds one VPC router to a running lab: its namespace, its link to `gateway` and its routes.
+pub fn add_router(gateway: &GatewayNode, router: &RouterNode) -> Result<(), NetnsError> {
+    add_namespace(&router.namespace, Role::Router)?;
+    link_router(gateway, router)
+}
+
+/// Adds one workload to a running lab whose VPC router exists: its namespace, its link to the
+/// router, its address and default route.
+pub fn add_workload(workload: &WorkloadNode) -> Result<(), NetnsError> {
+    add_namespace(&workload.namespace, Role::Workload)?;
+    link_workload(workload)
+}
+
+/// Adds a route towards the gateway to a VPC router that exists (replacing one to the same
+/// prefix, so that a reload stopped half-way can run again).
+pub fn add_router_route(router_namespace: &str, route: &RouterRoute) -> Result<(), NetnsError> {
+    let family = if route.via.is_ipv4() { "-4" } else { "-6" };
+    let prefix = route.prefix.to_string();
+    let via = route.via.to_string();
+    ip_in(
+        router_namespace,
+        &[
+            family, "route", "replace", &prefix, "via", &via, "dev", &route.dev,
+        ],
+    )
+    .map(drop)
+}
+
+/// Removes a route of a VPC router; one that is already gone is no error.
+pub fn remove_router_route(router_namespace: &str, route: &RouterRoute) -> Result<(), NetnsError> {
+    let family = if route.via.is_ipv4() { "-4" } else { "-6" };
+    let prefix = route.prefix.to_string();
+    let via = route.via.to_string();
+    match ip_in(
+        router_namespace,
+        &[
+            family, "route", "del", &prefix, "via", &via, "dev", &route.dev,
+        ],
+    ) {
+        Ok(_) => Ok(()),
+        Err(_) if !route_present(router_namespace, family, &prefix) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn route_present(ns: &str, family: &str, prefix: &str) -> bool {
+    ip_in(ns, &[family, "route", "show", prefix])
+        .map(|out| !out.trim().is_empty())
+        .unwrap_or(false)
+}
+
+fn add_namespace(ns: &str, role: Role) -> Result<(), NetnsError> {
+    netns::add(ns)?;
+    prepare(ns, role)
+}
+
+/// The link between a gateway and a VPC router, the router's addresses and its routes.
+fn link_router(gateway: &GatewayNode, r: &RouterNode) -> Result<(), NetnsError> {
+    let mtu = r.mtu.to_string();
+    veth(
+        &gateway.namespace,
+        &r.gateway_interface,
+        &r.namespace,
+        &r.interface,
+        &mtu,
+    )?;
+    // weft adds its own addresses here; the lab only brings the link up, with reverse
+    // path filtering off (effective is the larger of `all` and the interface's value).
+    set_sysctl(
+        &gateway.namespace,
+        &["ipv4", "conf", &r.gateway_interface, "rp_filter"],
+        "0",
+    )?;
+    set_sysctl(
+        &gateway.namespace,
+        &["ipv6", "conf", &r.gateway_interface, "accept_dad"],
+        "0",
+    )?;
+    ip_in(
+        &gateway.namespace,
+        &["link", "set", &r.gateway_interface, "up"],
+    )?;
+    for a in &r.addresses {
+        add_address(&r.namespace, &r.interface, a)?;
+    }
+    ip_in(&r.namespace, &["link", "set", &r.interface, "up"])?;
+    for route in &r.routes {
+        add_router_route(&r.namespace, route)?;
+    }
+    Ok(())
+}
+
+/// The link between a VPC router and a workload, their addresses and the workload's route.
+fn link_workload(w: &WorkloadNode) -> Result<(), NetnsError> {
+    let mtu = w.mtu.to_string();
+    veth(
+        &w.router_namespace,
+        &w.router_interface,
+        &w.namespace,
+        &w.interface,
+        &mtu,
+    )?;
+    add_address(&w.router_namespace, &w.router_interface, &w.router_address)?;
+    ip_in(
+        &w.router_namespace,
+        &["link", "set", &w.router_interface, "up"],
+    )?;
+    add_address(&w.namespace, &w.interface, &w.address)?;
+    ip_in(&w.namespace, &["link", "set", &w.interface, "up"])?;
+    add_route(&w.namespace, "default", w.default_gateway, &w.interface)
 }
 
 /// Sysctls a namespace needs before its links exist, so new interfaces inherit them:

@@ -9,7 +9,7 @@ use weft_config::Intent;
 
 use super::check;
 use super::down;
-use super::gateways::{self, SOCKET_WAIT, Started};
+use super::gateways::{self, LogMode, SOCKET_WAIT, Started};
 use super::naming;
 use super::netns;
 use super::plumbing;
@@ -86,7 +86,7 @@ pub fn up(intent: &Intent, options: &UpOptions) -> anyhow::Result<LabState> {
         let mut started: Vec<Started> = Vec::new();
         for node in &state.topology.gateways {
             let key = &intent.gateways[&node.name].private_key_file;
-            match gateways::start(dir, &weft, &config, node, key) {
+            match gateways::start(dir, &weft, &config, node, key, LogMode::Replace) {
                 Ok(s) => {
                     state.gateways.push(s.record.clone());
                     // Each pid is on disk before the next gateway starts.
