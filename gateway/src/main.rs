@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use weft_config::{Diagnostics, Intent, LoadError, Loader, PrivateKey, PublicKey};
 use weft_gateway::parity::parity;
 use weft_gateway::plan::plan;
-use weft_gateway::render::plan_text;
+use weft_gateway::render::{config_layers, diagnostics_text, plan_text};
 
 const DEFAULT_CONFIG: &str = "/etc/weft/weft.toml";
 
@@ -282,18 +282,11 @@ fn load_or_report(layers: &[PathBuf]) -> anyhow::Result<Option<Intent>> {
     match loader.load() {
         Ok(intent) => Ok(Some(intent)),
         Err(LoadError::Invalid(diagnostics)) => {
-            eprint!("{}", render_text(&diagnostics));
+            eprint!("{}", diagnostics_text(&diagnostics));
             Ok(None)
         }
         Err(e) => Err(e.into()),
     }
-}
-
-fn render_text(diagnostics: &Diagnostics) -> String {
-    let mut out: String = diagnostics.iter().map(|d| d.render() + "\n").collect();
-    out += format!("{diagnostics}").lines().next().unwrap_or_default();
-    out.push('\n');
-    out
 }
 
 fn validate(
@@ -312,11 +305,7 @@ fn validate(
     let mut reports = Vec::new();
     let mut all_ok = true;
     for config in configs {
-        let name = config
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" + ");
+        let name = config_layers(&config);
         let loader = config.iter().fold(Loader::new(), |l, f| l.file(f));
         let result = loader.load().map_err(|e| match e {
             LoadError::Invalid(d) => d,
@@ -355,7 +344,7 @@ fn validate(
                         intent.gateways.len()
                     ),
                     Err(diagnostics) => {
-                        eprint!("{}", render_text(diagnostics));
+                        eprint!("{}", diagnostics_text(diagnostics));
                         println!("{name}: invalid ({} errors)", diagnostics.len());
                     }
                 }

@@ -1,14 +1,40 @@
-//! Human-readable tables of a plan, for `weft plan`.
+//! Human-readable tables of a plan, for `weft plan`, and the pieces every text report of
+//! the binary shares.
+
+use std::path::PathBuf;
 
 use comfy_table::{Table, presets};
+use weft_config::Diagnostics;
 
 use crate::plan::{GatewayPlan, RouteTableTarget};
 
-fn table(header: &[&str]) -> Table {
+/// An empty table with `header`, in the style of every table weft prints (`weft plan`,
+/// `weft status`, `weft lab status` and `weft lab check`), so that they all look alike and
+/// a change of style happens in one place.
+pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(presets::UTF8_FULL_CONDENSED)
         .set_header(header.to_vec());
     t
+}
+
+/// Why a configuration is invalid, as text: every diagnostic rendered, then the summary
+/// line. Every command that loads a configuration (`weft validate`, `weft plan`, `weft
+/// parity`, `weft lab`) prints it the same way.
+pub fn diagnostics_text(diagnostics: &Diagnostics) -> String {
+    let mut out: String = diagnostics.iter().map(|d| d.render() + "\n").collect();
+    out += format!("{diagnostics}").lines().next().unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+/// Configuration layers as one line, in the order they merge: `base.toml + lab.toml`.
+pub fn config_layers(layers: &[PathBuf]) -> String {
+    layers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 /// The plan of one gateway as text tables: peers, networks, routes per network and the

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{getsockopt, sockopt::TcpMaxSeg};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use weft_dataplane::linux::netns;
 use weft_gateway::lab::gateways::tail;
-use weft_gateway::lab::netns;
 use weft_gateway::lab::probe;
 use weft_gateway::lab::state::{LabState, StateDir};
 use weft_gateway::lab::topology::WorkloadNode;
@@ -920,7 +920,7 @@ fn serve_one(listener: &std::net::TcpListener) -> (u32, Vec<u8>) {
 /// Connects from `from`'s namespace to `to`, sends `data`, and returns TCP_MAXSEG of the
 /// connection and the digest the receiver sent back.
 fn send_one(from: &WorkloadNode, to: SocketAddr, data: &[u8]) -> (u32, Vec<u8>) {
-    netns::in_netns(&from.namespace, || {
+    netns::run_in(&from.namespace, || {
         let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(10)).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))

@@ -36,7 +36,7 @@ pub enum NetnsError {
         name: String,
     },
     /// A command (`ip ...`) could not be started.
-    #[error("cannot run `{command}`: {source}")]
+    #[error("cannot run `{command}`: {source} (network namespaces need iproute2's `ip`)")]
     Spawn {
         /// The command line.
         command: String,
@@ -142,12 +142,20 @@ pub fn create(name: &str) -> Result<(), NetnsError> {
     Ok(())
 }
 
-/// Deletes the named network namespace `name` (`ip netns del`). The namespace itself goes
-/// away once nothing inside holds it (open sockets, TUN descriptors, threads in it).
-pub fn delete(name: &str) -> Result<(), NetnsError> {
+/// Deletes the named network namespace `name` (`ip netns del`); `Ok(false)` when there was
+/// none, so that removing what may be half-built needs no check first. The namespace itself
+/// goes away once nothing inside holds it (open sockets, TUN descriptors, threads in it).
+pub fn delete(name: &str) -> Result<bool, NetnsError> {
     check_name(name)?;
-    run_command("ip", &["netns", "del", name])?;
-    Ok(())
+    if !path(name).exists() {
+        return Ok(false);
+    }
+    match run_command("ip", &["netns", "del", name]) {
+        Ok(_) => Ok(true),
+        // Deleted meanwhile by someone else.
+        Err(_) if !path(name).exists() => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Runs `ip -n NAME args...` and returns its standard output: the way tests and the lab
@@ -253,7 +261,7 @@ pub fn sweep_stale() -> usize {
         };
         if pid != std::process::id()
             && !Path::new(&format!("/proc/{pid}")).exists()
-            && delete(&name).is_ok()
+            && matches!(delete(&name), Ok(true))
         {
             deleted += 1;
         }
@@ -324,11 +332,16 @@ impl NetnsGuard {
 
 impl Drop for NetnsGuard {
     fn drop(&mut self) {
-        if let Err(e) = delete(&self.name) {
-            eprintln!(
+        match delete(&self.name) {
+            Ok(true) => {}
+            Ok(false) => eprintln!(
+                "warning: network namespace {} was already deleted",
+                self.name
+            ),
+            Err(e) => eprintln!(
                 "warning: could not delete network namespace {}: {e}",
                 self.name
-            );
+            ),
         }
     }
 }

@@ -29,6 +29,7 @@ use weft_dataplane::linux::plumbing;
 use weft_dataplane::linux::tun::{TUN_MTU, TunDevice, open_tun};
 
 use crate::plan::{GatewayPlan, plan};
+use crate::render::config_layers;
 use crate::translate::dataplane_config;
 use control::{Request, read_request};
 
@@ -426,7 +427,7 @@ fn status(shared: &Shared) -> Value {
         "gateway": state.loaded.plan.gateway,
         "site": state.loaded.plan.site,
         "listen_port": state.loaded.plan.listen_port,
-        "config": shared.options.config.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + "),
+        "config": config_layers(&shared.options.config),
         "last_reload": state.last_reload,
         "host": state.plumbing,
         "dataplane": dp,

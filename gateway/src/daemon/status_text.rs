@@ -1,14 +1,8 @@
 //! `weft status` for humans: the gateway's peers, networks, routes and drops as tables.
 
-use comfy_table::{Table, presets};
 use serde_json::Value;
 
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_style(presets::UTF8_FULL_CONDENSED)
-        .set_header(header.to_vec());
-    t
-}
+use crate::render::table;
 
 fn text(v: &Value) -> String {
     match v {

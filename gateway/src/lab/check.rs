@@ -17,15 +17,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use comfy_table::{Table, presets};
 use serde::Serialize;
+use weft_dataplane::linux::netns;
 
 use super::addressing::family_name;
-use super::netns;
 use super::probe::{self, Probe, ProbeError};
 use super::process;
 use super::state::LabState;
 use super::topology::{Topology, WorkloadNode};
+use crate::render::table;
 
 /// How much traffic a check sends and how long it waits.
 #[derive(Clone, Debug)]
@@ -514,13 +514,6 @@ fn isolation(
         run,
         &received,
     ))
-}
-
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_style(presets::UTF8_FULL_CONDENSED)
-        .set_header(header.to_vec());
-    t
 }
 
 /// The report as text tables: one row per path, one per network's isolation, a verdict.

@@ -4,8 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use weft_dataplane::linux::netns::{self, NetnsError};
+
 use super::naming::{BadPrefix, parse_prefix};
-use super::netns::{self, NetnsError};
+use super::netns::{identity, list, processes_in};
 use super::process::{self, Terminated};
 use super::state::{LabState, StateDir, StateError};
 
@@ -90,7 +92,7 @@ pub fn down(dir: &StateDir, prefix: Option<&str>) -> Result<DownReport, DownErro
                 .collect()
         })
         .unwrap_or_default();
-    for n in netns::list() {
+    for n in list() {
         if n.starts_with(&prefix) && !namespaces.contains(&n) {
             namespaces.push(n);
         }
@@ -98,11 +100,8 @@ pub fn down(dir: &StateDir, prefix: Option<&str>) -> Result<DownReport, DownErro
 
     // Anything still living in a lab namespace (a gateway started by hand, a command left
     // by `exec`) would keep the namespace and its links alive after the name is deleted.
-    let ids: Vec<(u64, u64)> = namespaces
-        .iter()
-        .filter_map(|n| netns::identity(n))
-        .collect();
-    let others: Vec<(i32, Option<u64>)> = netns::processes_in(&ids)
+    let ids: Vec<(u64, u64)> = namespaces.iter().filter_map(|n| identity(n)).collect();
+    let others: Vec<(i32, Option<u64>)> = processes_in(&ids)
         .into_iter()
         .map(|pid| (pid, process::stat(pid).map(|s| s.start_time)))
         .collect();
@@ -120,7 +119,7 @@ pub fn down(dir: &StateDir, prefix: Option<&str>) -> Result<DownReport, DownErro
     if let Some(e) = failures.into_iter().next() {
         return Err(e.into());
     }
-    let left: Vec<String> = netns::list()
+    let left: Vec<String> = list()
         .into_iter()
         .filter(|n| n.starts_with(&prefix))
         .collect();

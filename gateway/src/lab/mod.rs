@@ -43,6 +43,7 @@ use clap::{Args, Subcommand};
 use weft_config::{Intent, LoadError, Loader};
 
 use self::state::{DEFAULT_STATE_DIR, StateDir};
+use crate::render::{config_layers, diagnostics_text};
 
 /// The configuration `weft lab up` builds when given none.
 pub const DEFAULT_CONFIG: &str = "config/examples/lab.toml";
@@ -217,11 +218,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<bool> {
             let dir = state.dir();
             let lab = loaded(&dir)?;
             let report = check::run(&lab, &check::Settings::default())?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", check::render(&report));
-            }
+            print_report(json, &report, check::render)?;
             Ok(report.ok)
         }
         LabCommand::Status { json, state } => {
@@ -239,11 +236,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<bool> {
                 return Ok(false);
             };
             let status = status::Status::of(&lab, dir.path().to_owned());
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                print!("{}", status::render(&status));
-            }
+            print_report(json, &status, status::render)?;
             Ok(status.healthy())
         }
         LabCommand::Exec {
@@ -273,11 +266,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<bool> {
             let new = topology::Topology::build(&intent, &lab.prefix)?;
             eprintln!("reloading lab {}", lab.prefix);
             let report = reload::reload(&dir, &mut lab, new, |step| eprintln!("  {step}"))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", reload::render(&report));
-            }
+            print_report(json, &report, reload::render)?;
             Ok(report.ok)
         }
         LabCommand::Restart { gateway, state } => {
@@ -293,11 +282,7 @@ pub fn run(command: LabCommand) -> anyhow::Result<bool> {
                 None if lab.topology.gateway(&gateway).is_some() => anyhow::bail!(
                     "gateway `{gateway}` is no longer in the configuration ({}); `weft lab \
                      down{1}` and `weft lab up{1}` rebuild the lab without it",
-                    lab.config
-                        .iter()
-                        .map(|c| c.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(" + "),
+                    config_layers(&lab.config),
                     dir.flag()
                 ),
                 // Unknown to the lab as well: `restart` says which gateways there are.
@@ -328,6 +313,20 @@ pub fn run(command: LabCommand) -> anyhow::Result<bool> {
     }
 }
 
+/// Prints `report` as pretty JSON with `--json`, else as the text `render` makes of it.
+fn print_report<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    render: fn(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", render(report));
+    }
+    Ok(())
+}
+
 /// The lab recorded in `dir`, or an error telling how to make one.
 fn loaded(dir: &StateDir) -> anyhow::Result<state::LabState> {
     dir.load()?.with_context(|| {
@@ -345,13 +344,7 @@ fn load(layers: &[PathBuf]) -> anyhow::Result<Option<Intent>> {
     match loader.load() {
         Ok(intent) => Ok(Some(intent)),
         Err(LoadError::Invalid(diagnostics)) => {
-            for d in diagnostics.iter() {
-                eprintln!("{}", d.render());
-            }
-            eprintln!(
-                "{}",
-                format!("{diagnostics}").lines().next().unwrap_or_default()
-            );
+            eprint!("{}", diagnostics_text(&diagnostics));
             Ok(None)
         }
         Err(LoadError::Unreadable { path, source }) => {

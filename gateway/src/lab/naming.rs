@@ -14,8 +14,6 @@ pub const GATEWAY_UNDERLAY_INTERFACE: &str = "ul0";
 pub const ROUTER_UPLINK: &str = "gw";
 /// A workload's only interface.
 pub const WORKLOAD_INTERFACE: &str = "eth0";
-/// Linux's limit on interface names (IFNAMSIZ less the terminating NUL).
-pub const MAX_INTERFACE_NAME: usize = 15;
 
 /// Why a lab prefix given by a person is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,19 +110,10 @@ pub fn uapi_name(prefix: &str, index: usize) -> String {
     format!("{prefix}{index}")
 }
 
-/// Whether `name` can be a Linux interface name.
-pub fn is_interface_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_INTERFACE_NAME
-        && name != "."
-        && name != ".."
-        && !name
-            .bytes()
-            .any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace())
-}
-
 #[cfg(test)]
 mod tests {
+    use weft_dataplane::linux::is_valid_interface_name;
+
     use super::*;
 
     #[test]
@@ -176,12 +165,12 @@ mod tests {
     #[test]
     fn interface_names_fit_linux() {
         assert_eq!(uapi_name("wl3f9a-", 3), "wl3f9a-3");
-        assert!(is_interface_name(&uapi_name("wl3f9a-", 99_999_999)));
-        assert!(!is_interface_name(&uapi_name("wl3f9a-", 100_000_000)));
-        assert!(is_interface_name("shop-staging"));
-        assert!(!is_interface_name(""));
-        assert!(!is_interface_name("a/b"));
-        assert!(!is_interface_name("sixteen-chars-xx"));
+        assert!(is_valid_interface_name(&uapi_name("wl3f9a-", 99_999_999)));
+        assert!(!is_valid_interface_name(&uapi_name("wl3f9a-", 100_000_000)));
+        assert!(is_valid_interface_name("shop-staging"));
+        assert!(!is_valid_interface_name(""));
+        assert!(!is_valid_interface_name("a/b"));
+        assert!(!is_valid_interface_name("sixteen-chars-xx"));
         assert_eq!(underlay_port(2), "g2");
         assert_eq!(router_workload_interface(0), "p0");
     }

@@ -1,14 +1,15 @@
 //! Carries out a [`Topology`]: namespaces, sysctls, veth links, the underlay bridge,
-//! addresses and routes, each made with `ip -n NAMESPACE` inside its own namespace (veths are
-//! created in one lab namespace with their peer in another, never in the host's). `up`
-//! builds a whole topology; `reload` adds single routers, workloads and routes to a running
-//! lab with the same steps.
+//! addresses and routes, each made with `ip -n NAMESPACE` ([`netns::ip`]) inside its own
+//! namespace (veths are created in one lab namespace with their peer in another, never in
+//! the host's). `up` builds a whole topology; `reload` adds single routers, workloads and
+//! routes to a running lab with the same steps.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use weft_dataplane::linux::netns::{self, NetnsError, ip};
 
-use super::netns::{self, NetnsError, ip_in, set_sysctl};
+use super::netns::{LabNetnsError, set_sysctl};
 use super::topology::{GatewayNode, RouterNode, RouterRoute, Topology, WorkloadNode};
 
 /// What a namespace is for, which decides its sysctls.
@@ -22,7 +23,7 @@ enum Role {
 
 /// Builds every part of `topology`. Stops at the first failure; the caller removes what was
 /// made (every namespace name is known in advance).
-pub fn build(topology: &Topology, mut progress: impl FnMut(&str)) -> Result<(), NetnsError> {
+pub fn build(topology: &Topology, mut progress: impl FnMut(&str)) -> Result<(), LabNetnsError> {
     progress("namespaces");
     add_namespace(&topology.underlay.namespace, Role::Underlay)?;
     for g in &topology.gateways {
@@ -37,11 +38,11 @@ pub fn build(topology: &Topology, mut progress: impl FnMut(&str)) -> Result<(), 
 
     progress("underlay");
     let ul = &topology.underlay;
-    ip_in(
+    ip(
         &ul.namespace,
         &["link", "add", &ul.bridge, "type", "bridge"],
     )?;
-    ip_in(&ul.namespace, &["link", "set", &ul.bridge, "up"])?;
+    ip(&ul.namespace, &["link", "set", &ul.bridge, "up"])?;
     for g in &topology.gateways {
         let mtu = g.mtu.to_string();
         veth(
@@ -51,12 +52,12 @@ pub fn build(topology: &Topology, mut progress: impl FnMut(&str)) -> Result<(), 
             &g.underlay_port,
             &mtu,
         )?;
-        ip_in(
+        ip(
             &ul.namespace,
             &["link", "set", &g.underlay_port, "master", &ul.bridge, "up"],
         )?;
         add_address(&g.namespace, &g.underlay_interface, &g.underlay_address)?;
-        ip_in(&g.namespace, &["link", "set", &g.underlay_interface, "up"])?;
+        ip(&g.namespace, &["link", "set", &g.underlay_interface, "up"])?;
     }
 
     progress("VPC routers");
@@ -75,63 +76,64 @@ pub fn build(topology: &Topology, mut progress: impl FnMut(&str)) -> Result<(), 
 }
 
 /// Adds one VPC router to a running lab: its namespace, its link to `gateway` and its routes.
-pub fn add_router(gateway: &GatewayNode, router: &RouterNode) -> Result<(), NetnsError> {
+pub fn add_router(gateway: &GatewayNode, router: &RouterNode) -> Result<(), LabNetnsError> {
     add_namespace(&router.namespace, Role::Router)?;
     link_router(gateway, router)
 }
 
 /// Adds one workload to a running lab whose VPC router exists: its namespace, its link to the
 /// router, its address and default route.
-pub fn add_workload(workload: &WorkloadNode) -> Result<(), NetnsError> {
+pub fn add_workload(workload: &WorkloadNode) -> Result<(), LabNetnsError> {
     add_namespace(&workload.namespace, Role::Workload)?;
-    link_workload(workload)
+    Ok(link_workload(workload)?)
 }
 
 /// Adds a route towards the gateway to a VPC router that exists (replacing one to the same
 /// prefix, so that a reload stopped half-way can run again).
 pub fn add_router_route(router_namespace: &str, route: &RouterRoute) -> Result<(), NetnsError> {
-    let family = if route.via.is_ipv4() { "-4" } else { "-6" };
     let prefix = route.prefix.to_string();
-    let via = route.via.to_string();
-    ip_in(
-        router_namespace,
-        &[
-            family, "route", "replace", &prefix, "via", &via, "dev", &route.dev,
-        ],
-    )
-    .map(drop)
+    route_command(router_namespace, "replace", &prefix, route.via, &route.dev)
 }
 
 /// Removes a route of a VPC router; one that is already gone is no error.
 pub fn remove_router_route(router_namespace: &str, route: &RouterRoute) -> Result<(), NetnsError> {
-    let family = if route.via.is_ipv4() { "-4" } else { "-6" };
     let prefix = route.prefix.to_string();
-    let via = route.via.to_string();
-    match ip_in(
-        router_namespace,
-        &[
-            family, "route", "del", &prefix, "via", &via, "dev", &route.dev,
-        ],
-    ) {
-        Ok(_) => Ok(()),
-        Err(_) if !route_present(router_namespace, family, &prefix) => Ok(()),
+    match route_command(router_namespace, "del", &prefix, route.via, &route.dev) {
+        Ok(()) => Ok(()),
+        Err(_) if !route_present(router_namespace, route.via, &prefix) => Ok(()),
         Err(e) => Err(e),
     }
 }
 
-fn route_present(ns: &str, family: &str, prefix: &str) -> bool {
-    ip_in(ns, &[family, "route", "show", prefix])
+fn route_present(ns: &str, via: IpAddr, prefix: &str) -> bool {
+    ip(ns, &[family(via), "route", "show", prefix])
         .map(|out| !out.trim().is_empty())
         .unwrap_or(false)
 }
 
-fn add_namespace(ns: &str, role: Role) -> Result<(), NetnsError> {
-    netns::add(ns)?;
+/// `-4` or `-6`, the `ip` option for the family of `address`.
+fn family(address: IpAddr) -> &'static str {
+    if address.is_ipv4() { "-4" } else { "-6" }
+}
+
+/// `ip -n NS -4|-6 route VERB TO via VIA dev DEV`.
+fn route_command(ns: &str, verb: &str, to: &str, via: IpAddr, dev: &str) -> Result<(), NetnsError> {
+    let via_text = via.to_string();
+    ip(
+        ns,
+        &[family(via), "route", verb, to, "via", &via_text, "dev", dev],
+    )
+    .map(drop)
+}
+
+/// A namespace (with its loopback up) and its sysctls.
+fn add_namespace(ns: &str, role: Role) -> Result<(), LabNetnsError> {
+    netns::create(ns)?;
     prepare(ns, role)
 }
 
 /// The link between a gateway and a VPC router, the router's addresses and its routes.
-fn link_router(gateway: &GatewayNode, r: &RouterNode) -> Result<(), NetnsError> {
+fn link_router(gateway: &GatewayNode, r: &RouterNode) -> Result<(), LabNetnsError> {
     let mtu = r.mtu.to_string();
     veth(
         &gateway.namespace,
@@ -152,14 +154,14 @@ fn link_router(gateway: &GatewayNode, r: &RouterNode) -> Result<(), NetnsError> 
         &["ipv6", "conf", &r.gateway_interface, "accept_dad"],
         "0",
     )?;
-    ip_in(
+    ip(
         &gateway.namespace,
         &["link", "set", &r.gateway_interface, "up"],
     )?;
     for a in &r.addresses {
         add_address(&r.namespace, &r.interface, a)?;
     }
-    ip_in(&r.namespace, &["link", "set", &r.interface, "up"])?;
+    ip(&r.namespace, &["link", "set", &r.interface, "up"])?;
     for route in &r.routes {
         add_router_route(&r.namespace, route)?;
     }
@@ -177,21 +179,26 @@ fn link_workload(w: &WorkloadNode) -> Result<(), NetnsError> {
         &mtu,
     )?;
     add_address(&w.router_namespace, &w.router_interface, &w.router_address)?;
-    ip_in(
+    ip(
         &w.router_namespace,
         &["link", "set", &w.router_interface, "up"],
     )?;
     add_address(&w.namespace, &w.interface, &w.address)?;
-    ip_in(&w.namespace, &["link", "set", &w.interface, "up"])?;
-    add_route(&w.namespace, "default", w.default_gateway, &w.interface)
+    ip(&w.namespace, &["link", "set", &w.interface, "up"])?;
+    route_command(
+        &w.namespace,
+        "add",
+        "default",
+        w.default_gateway,
+        &w.interface,
+    )
 }
 
-/// Sysctls a namespace needs before its links exist, so new interfaces inherit them:
-/// loopback up, no IPv6 duplicate address detection (addresses usable at once), forwarding
-/// in gateways and routers, no reverse path filter in gateways (traffic of a network leaves
-/// through a TUN device it did not arrive on).
-fn prepare(ns: &str, role: Role) -> Result<(), NetnsError> {
-    ip_in(ns, &["link", "set", "lo", "up"])?;
+/// Sysctls a namespace needs before its links exist, so new interfaces inherit them: no
+/// IPv6 duplicate address detection (addresses usable at once), forwarding in gateways and
+/// routers, no reverse path filter in gateways (traffic of a network leaves through a TUN
+/// device it did not arrive on).
+fn prepare(ns: &str, role: Role) -> Result<(), LabNetnsError> {
     for scope in ["all", "default"] {
         set_sysctl(ns, &["ipv6", "conf", scope, "accept_dad"], "0")?;
     }
@@ -213,7 +220,7 @@ fn prepare(ns: &str, role: Role) -> Result<(), NetnsError> {
 
 /// A veth pair: `a_name` in namespace `a`, its peer `b_name` in namespace `b`.
 fn veth(a: &str, a_name: &str, b: &str, b_name: &str, mtu: &str) -> Result<(), NetnsError> {
-    ip_in(
+    ip(
         a,
         &[
             "link", "add", a_name, "mtu", mtu, "type", "veth", "peer", "name", b_name, "mtu", mtu,
@@ -229,11 +236,5 @@ fn add_address(ns: &str, dev: &str, address: &IpNet) -> Result<(), NetnsError> {
     if address.addr().is_ipv6() {
         args.push("nodad");
     }
-    ip_in(ns, &args).map(drop)
-}
-
-fn add_route(ns: &str, to: &str, via: IpAddr, dev: &str) -> Result<(), NetnsError> {
-    let family = if via.is_ipv4() { "-4" } else { "-6" };
-    let via = via.to_string();
-    ip_in(ns, &[family, "route", "add", to, "via", &via, "dev", dev]).map(drop)
+    ip(ns, &args).map(drop)
 }

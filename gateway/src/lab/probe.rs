@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{SockaddrStorage, recvfrom};
 use sha2::{Digest, Sha256};
 use socket2::{Domain, Protocol, Socket, Type};
-
-use super::netns::{NetnsError, in_netns};
+use weft_dataplane::linux::netns::{NetnsError, run_in};
 
 /// Why a probe failed.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +73,7 @@ pub fn ping(
     attempts: u32,
     per_attempt: Duration,
 ) -> Result<Echo, ProbeError> {
-    in_netns(namespace, || ping_here(destination, attempts, per_attempt))?
+    run_in(namespace, || ping_here(destination, attempts, per_attempt))?
 }
 
 /// An echo request or reply's identity: the ICMP id and a token in the payload.
@@ -268,7 +267,7 @@ pub const MAX_TRANSFER: u64 = 64 << 20;
 
 /// Opens a TCP listener on `address` (port chosen by the kernel) inside `namespace`.
 pub fn tcp_listen(namespace: &str, address: IpAddr) -> Result<TcpListener, ProbeError> {
-    let listener = in_netns(namespace, || TcpListener::bind(SocketAddr::new(address, 0)))?
+    let listener = run_in(namespace, || TcpListener::bind(SocketAddr::new(address, 0)))?
         .map_err(io_err("opening a TCP listener"))?;
     listener
         .set_nonblocking(true)
@@ -331,7 +330,7 @@ pub fn tcp_transfer(
     data: &[u8],
     timeout: Duration,
 ) -> Result<Transfer, ProbeError> {
-    in_netns(namespace, || transfer_here(to, data, timeout))?
+    run_in(namespace, || transfer_here(to, data, timeout))?
 }
 
 fn transfer_here(to: SocketAddr, data: &[u8], timeout: Duration) -> Result<Transfer, ProbeError> {
@@ -413,7 +412,7 @@ pub fn udp_listen(namespace: &str, ipv6: bool, port: u16) -> Result<UdpSocket, P
     } else {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     };
-    let socket = in_netns(namespace, || UdpSocket::bind(SocketAddr::new(any, port)))?
+    let socket = run_in(namespace, || UdpSocket::bind(SocketAddr::new(any, port)))?
         .map_err(io_err("opening the probe listener"))?;
     socket
         .set_read_timeout(Some(Duration::from_millis(50)))
@@ -423,7 +422,7 @@ pub fn udp_listen(namespace: &str, ipv6: bool, port: u16) -> Result<UdpSocket, P
 
 /// Opens a UDP socket to send probes from, bound to `address` inside `namespace`.
 pub fn udp_sender(namespace: &str, address: IpAddr) -> Result<UdpSocket, ProbeError> {
-    in_netns(namespace, || UdpSocket::bind(SocketAddr::new(address, 0)))?
+    run_in(namespace, || UdpSocket::bind(SocketAddr::new(address, 0)))?
         .map_err(io_err("opening the probe sender"))
 }
 

@@ -17,13 +17,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
+use weft_dataplane::linux::netns;
 
-use super::netns::{self, NetnsError};
+use super::netns::LabNetnsError;
 use super::plumbing;
 use super::process;
 use super::state::{LabState, StateDir, StateError};
 use super::topology::{RouterNode, RouterRoute, Topology, WorkloadNode};
 use crate::daemon::control::{self, Request};
+use crate::render::config_layers;
 
 /// How long one gateway may take to answer a status request.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,7 +70,7 @@ pub enum ReloadError {
     )]
     Build {
         /// What failed.
-        source: NetnsError,
+        source: LabNetnsError,
         /// ` --state-dir DIR` when not the default.
         dir_flag: String,
     },
@@ -343,7 +345,7 @@ fn build(
     changes: &Changes,
     new: &Topology,
     progress: &mut impl FnMut(&str),
-) -> Result<(), NetnsError> {
+) -> Result<(), LabNetnsError> {
     if changes.is_empty() {
         progress("the lab's namespaces already match the configuration");
         return Ok(());
@@ -395,7 +397,7 @@ fn build(
     Ok(())
 }
 
-fn remove_routers(changes: &Changes, progress: &mut impl FnMut(&str)) -> Result<(), NetnsError> {
+fn remove_routers(changes: &Changes, progress: &mut impl FnMut(&str)) -> Result<(), LabNetnsError> {
     for r in changes.routers_gone() {
         progress(&format!(
             "removing VPC router of {} at {}",
@@ -469,12 +471,7 @@ pub fn describe(g: &GatewayReload) -> String {
 
 /// The report as text.
 pub fn render(report: &ReloadReport) -> String {
-    let config = report
-        .config
-        .iter()
-        .map(|c| c.display().to_string())
-        .collect::<Vec<_>>()
-        .join(" + ");
+    let config = config_layers(&report.config);
     let mut out = format!("lab {} reloaded from {config}\n", report.lab);
     let c = &report.changes;
     let lists = [

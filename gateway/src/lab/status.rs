@@ -4,13 +4,14 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use comfy_table::{Table, presets};
 use ipnet::IpNet;
 use serde::Serialize;
+use weft_dataplane::linux::netns;
 
-use super::netns;
+use super::netns::list;
 use super::process;
 use super::state::{LabState, Phase};
+use crate::render::{config_layers, table};
 
 /// The status of one lab.
 #[derive(Clone, Debug, Serialize)]
@@ -127,7 +128,7 @@ impl Status {
                 kind,
             })
             .collect();
-        let strays = netns::list()
+        let strays = list()
             .into_iter()
             .filter(|n| n.starts_with(&state.prefix) && !namespaces.iter().any(|k| &k.name == n))
             .collect();
@@ -199,13 +200,6 @@ impl Status {
     }
 }
 
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_style(presets::UTF8_FULL_CONDENSED)
-        .set_header(header.to_vec());
-    t
-}
-
 fn join<T: ToString>(items: &[T]) -> String {
     items
         .iter()
@@ -216,12 +210,7 @@ fn join<T: ToString>(items: &[T]) -> String {
 
 /// The status as text tables.
 pub fn render(s: &Status) -> String {
-    let config = s
-        .config
-        .iter()
-        .map(|c| c.display().to_string())
-        .collect::<Vec<_>>()
-        .join(" + ");
+    let config = config_layers(&s.config);
     let mut out = format!(
         "lab {} in {} ({}), from {config}\n",
         s.prefix,

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use weft_config::{EndpointHost, Intent};
+use weft_dataplane::linux::is_valid_interface_name;
 
 use super::addressing::{
     first_of_family, router_address, subnet_of, underlay_address, workload_address,
@@ -425,7 +426,7 @@ fn site_mtu(intent: &Intent, site: &str) -> u16 {
 }
 
 fn check_interface(name: &str) -> Result<(), TopologyError> {
-    if naming::is_interface_name(name) {
+    if is_valid_interface_name(name) {
         Ok(())
     } else {
         Err(TopologyError::InterfaceName(name.to_owned()))
