@@ -159,11 +159,13 @@ pub fn summary(state: &LabState, dir: &Path, flag: &str) -> String {
         t.routers.len(),
         t.workloads.len()
     );
-    out += &format!("  weft lab check{flag}      # reachability matrix and isolation\n");
-    out += &format!("  weft lab status{flag}     # namespaces, workloads, gateway processes\n");
+    // `scripts/lab` says how it was called, so the hints can be pasted as they are.
+    let lab = std::env::var("WEFT_LAB_COMMAND").unwrap_or_else(|_| "weft lab".to_owned());
+    out += &format!("  {lab} check{flag}      # reachability matrix and isolation\n");
+    out += &format!("  {lab} status{flag}     # namespaces, workloads, gateway processes\n");
     if let Some(&(i, j)) = check::paths(t).first() {
         out += &format!(
-            "  weft lab exec{flag} {} -- ping -c 3 {}{}\n",
+            "  {lab} exec{flag} {} -- ping -c 3 {}{}\n",
             t.workloads[i].name,
             t.workloads[j].address.addr(),
             if on_path("ping") {
@@ -173,7 +175,7 @@ pub fn summary(state: &LabState, dir: &Path, flag: &str) -> String {
             }
         );
     }
-    out += &format!("  weft lab down{flag}       # remove everything\n");
+    out += &format!("  {lab} down{flag}       # remove everything\n");
     out
 }
 
