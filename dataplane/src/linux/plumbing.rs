@@ -1545,17 +1545,13 @@ pub async fn apply(handle: &Handle, desired: &Plumbing) -> Result<ApplyReport, P
     // then addresses.
     for rule in stale_rules {
         let description = render_current_rule(rule);
-        match handle.rule().del(rule.message.clone()).execute().await {
-            Ok(()) => {}
-            Err(e) if already_gone(&e) => {}
-            Err(source) => {
-                return Err(PlumbingError::Rule {
-                    action: Action::Delete,
-                    rule: description,
-                    source,
-                });
-            }
-        }
+        tolerate_gone(handle.rule().del(rule.message.clone()).execute().await).map_err(
+            |source| PlumbingError::Rule {
+                action: Action::Delete,
+                rule: description.clone(),
+                source,
+            },
+        )?;
         tracing::info!(rule = %description, "plumbing: rule removed");
         report.rules.removed += 1;
     }
@@ -1567,22 +1563,18 @@ pub async fn apply(handle: &Handle, desired: &Plumbing) -> Result<ApplyReport, P
     stale_routes.sort_by_key(|r| r.body.gateway.is_none());
     for route in stale_routes {
         let description = render_current_route(route, &links);
-        match handle
-            .route()
-            .del(route_delete_message(route))
-            .execute()
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if already_gone(&e) => {}
-            Err(source) => {
-                return Err(PlumbingError::Route {
-                    action: Action::Delete,
-                    route: description,
-                    source,
-                });
-            }
-        }
+        tolerate_gone(
+            handle
+                .route()
+                .del(route_delete_message(route))
+                .execute()
+                .await,
+        )
+        .map_err(|source| PlumbingError::Route {
+            action: Action::Delete,
+            route: description.clone(),
+            source,
+        })?;
         tracing::info!(route = %description, "plumbing: route removed");
         report.routes.removed += 1;
     }
@@ -1593,27 +1585,32 @@ pub async fn apply(handle: &Handle, desired: &Plumbing) -> Result<ApplyReport, P
             continue;
         }
         let description = format!("{} dev {}", current.address, links.name(current.index));
-        match handle
-            .address()
-            .del(current.message.clone())
-            .execute()
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if already_gone(&e) => {}
-            Err(source) => {
-                return Err(PlumbingError::Address {
-                    action: Action::Delete,
-                    address: description,
-                    source,
-                });
-            }
-        }
+        tolerate_gone(
+            handle
+                .address()
+                .del(current.message.clone())
+                .execute()
+                .await,
+        )
+        .map_err(|source| PlumbingError::Address {
+            action: Action::Delete,
+            address: description.clone(),
+            source,
+        })?;
         tracing::info!(address = %description, "plumbing: address removed");
         report.addresses.removed += 1;
     }
 
     Ok(report)
+}
+
+/// A delete that finds the object gone already has done its job (another process, or the
+/// kernel with its device, removed it first).
+fn tolerate_gone(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink::Error> {
+    match result {
+        Err(e) if already_gone(&e) => Ok(()),
+        other => other,
+    }
 }
 
 /// Removes every route and rule that carries [`WEFT_RT_PROTOCOL`], in every table, and
@@ -1632,17 +1629,13 @@ pub async fn remove_all(handle: &Handle) -> Result<RemovalReport, PlumbingError>
             continue;
         }
         let description = render_current_rule(&rule);
-        match handle.rule().del(rule.message).execute().await {
-            Ok(()) => {}
-            Err(e) if already_gone(&e) => {}
-            Err(source) => {
-                return Err(PlumbingError::Rule {
-                    action: Action::Delete,
-                    rule: description,
-                    source,
-                });
+        tolerate_gone(handle.rule().del(rule.message).execute().await).map_err(|source| {
+            PlumbingError::Rule {
+                action: Action::Delete,
+                rule: description.clone(),
+                source,
             }
-        }
+        })?;
         report.rules += 1;
     }
     let links = dump_links(handle).await?;
@@ -1654,22 +1647,18 @@ pub async fn remove_all(handle: &Handle) -> Result<RemovalReport, PlumbingError>
     routes.sort_by_key(|r| r.body.gateway.is_none());
     for route in routes {
         let description = render_current_route(&route, &links);
-        match handle
-            .route()
-            .del(route_delete_message(&route))
-            .execute()
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if already_gone(&e) => {}
-            Err(source) => {
-                return Err(PlumbingError::Route {
-                    action: Action::Delete,
-                    route: description,
-                    source,
-                });
-            }
-        }
+        tolerate_gone(
+            handle
+                .route()
+                .del(route_delete_message(&route))
+                .execute()
+                .await,
+        )
+        .map_err(|source| PlumbingError::Route {
+            action: Action::Delete,
+            route: description.clone(),
+            source,
+        })?;
         report.routes += 1;
     }
     tracing::info!(
