@@ -141,6 +141,16 @@ enum Command {
         #[command(subcommand)]
         command: weft_gateway::lab::LabCommand,
     },
+    /// Measure weft's dataplane against plain veth forwarding (the ceiling), boringtun-cli
+    /// and wireguard-go on the same two-site topology of network namespaces (needs root):
+    /// TCP throughput, UDP packet rates, latency and CPU per GB, in interleaved rounds.
+    #[command(
+        after_help = "Examples:\n  sudo weft bench                 # 5 rounds of all four, a Markdown table\n  \
+        sudo weft bench --quick --only veth,weft --rounds 1 --json\n\n\
+        Needs iperf3, wireguard-tools and wireguard-go (scripts/install-deps); boringtun-cli is \
+        installed with `cargo install --locked` into the cache directory on first use."
+    )]
+    Bench(weft_gateway::bench::BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -252,6 +262,10 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             Ok(Outcome::Ok)
         }
         Command::Lab { command } => Ok(match weft_gateway::lab::run(command)? {
+            true => Outcome::Ok,
+            false => Outcome::Failed,
+        }),
+        Command::Bench(args) => Ok(match weft_gateway::bench::run(args)? {
             true => Outcome::Ok,
             false => Outcome::Failed,
         }),

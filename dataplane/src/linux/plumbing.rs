@@ -409,7 +409,17 @@ impl Plumbing {
                 });
             }
         }
+        let connected: Vec<IpNet> = network
+            .interface_addresses
+            .iter()
+            .map(IpNet::trunc)
+            .collect();
         for local in &network.local_routes {
+            // A prefix that is the interface's own subnet is reached by its connected route
+            // already (a gateway directly on the site's LAN); a second route to it would clash.
+            if connected.contains(&local.prefix.trunc()) {
+                continue;
+            }
             routes.push(match local.via {
                 Some(via) => RouteSpec::via(local.prefix, via, &network.interface),
                 None => RouteSpec::device(local.prefix, &network.interface),
@@ -1675,6 +1685,41 @@ mod tests {
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_gateway_on_the_sites_own_lan_routes_it_once() {
+        let mut plumbing = Plumbing::default();
+        plumbing.add_network(&NetworkPlumbing {
+            table: 1001,
+            tun: "weft1001".into(),
+            mtu: 1380,
+            interface: "lan0".into(),
+            interface_addresses: vec![net("10.10.1.1/24")],
+            local_routes: vec![
+                LocalRoute {
+                    prefix: net("10.10.1.0/24"),
+                    via: None,
+                },
+                LocalRoute {
+                    prefix: net("10.10.9.0/24"),
+                    via: Some("10.10.1.254".parse().unwrap()),
+                },
+            ],
+            remote_prefixes: vec![],
+        });
+        let lines: Vec<String> = plumbing.tables[0]
+            .routes
+            .iter()
+            .map(|r| r.line(1001))
+            .collect();
+        assert_eq!(
+            lines[..2],
+            [
+                "10.10.1.0/24 dev lan0 table 1001 src 10.10.1.1",
+                "10.10.9.0/24 via 10.10.1.254 dev lan0 table 1001",
+            ]
+        );
     }
 
     #[test]
