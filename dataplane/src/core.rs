@@ -232,7 +232,7 @@ impl Dataplane {
         else {
             return;
         };
-        let Some(role) = self.peers.get(peer_id).map(|p| p.role.clone()) else {
+        let Some(role) = self.peers.get(peer_id).map(|p| p.role) else {
             return;
         };
         match role {
@@ -248,9 +248,7 @@ impl Dataplane {
                     return self.drops.count(DropReason::UnknownNetwork);
                 };
                 net.received.count(labelled.inner.len());
-                let label = labelled.label;
-                let inner = labelled.inner.to_vec();
-                self.forward(label, Ingress::Gateway(peer_id), &inner);
+                self.forward(labelled.label, Ingress::Gateway(peer_id), labelled.inner);
             }
             Role::Workload { network } => {
                 let Some(net) = self.networks.get_mut(&network) else {
@@ -341,59 +339,79 @@ impl Dataplane {
             return;
         }
         let mtu = net.mtu;
-        let v6 = parsed.destination().is_ipv6();
-        let mut owned = packet[..parsed.len()].to_vec();
-        clamp_mss(&mut owned, mss_for_mtu(mtu, v6));
+        let mss = mss_for_mtu(mtu, parsed.destination().is_ipv6());
+        let len = parsed.len();
+        if !leaves_by_peer || len <= usize::from(mtu) {
+            net.sent.count(len);
+            return self.send(label, route, &packet[..len], Some(mss));
+        }
         // Too big but allowed to be split (IPv4 without DF): split like any router would.
-        let pieces = if !leaves_by_peer || owned.len() <= usize::from(mtu) {
-            vec![owned]
-        } else {
-            let mut pieces = Vec::new();
-            let split = IpPacket::parse(&owned)
-                .ok()
-                .is_some_and(|whole| fragment_ipv4(&whole, mtu, &mut pieces).is_ok());
-            if !split {
-                net.drops.count(DropReason::TooBig);
-                return self.drops.count(DropReason::TooBig);
-            }
-            pieces
-        };
-        for piece in pieces {
+        let mut whole = packet[..len].to_vec();
+        clamp_mss(&mut whole, mss);
+        let mut pieces = Vec::new();
+        let split = IpPacket::parse(&whole)
+            .ok()
+            .is_some_and(|p| fragment_ipv4(&p, mtu, &mut pieces).is_ok());
+        if !split {
+            net.drops.count(DropReason::TooBig);
+            return self.drops.count(DropReason::TooBig);
+        }
+        for piece in &pieces {
             net.sent.count(piece.len());
-            match route {
-                Route::Local => self.outputs.push_back(Transmit::Tun {
-                    network: label,
-                    packet: piece,
-                }),
-                Route::Workload(id) => {
-                    self.peers
-                        .encapsulate(id, &piece, &mut self.outputs, &mut self.drops)
+        }
+        for piece in &pieces {
+            self.send(label, route, piece, None);
+        }
+    }
+
+    /// Sends one packet of network `label` along `route`, clamping a TCP SYN's MSS to `mss`
+    /// on the way. The packet is copied once, into the buffer it is encrypted (or written)
+    /// from; a gateway's label header goes in front of it there.
+    fn send(&mut self, label: u32, route: Route, packet: &[u8], mss: Option<u16>) {
+        match route {
+            Route::Local => {
+                let mut out = packet.to_vec();
+                if let Some(mss) = mss {
+                    clamp_mss(&mut out, mss);
                 }
-                Route::Gateway(id) => {
-                    let Some(Role::Gateway { infra_address }) =
-                        self.peers.get(id).map(|p| p.role.clone())
-                    else {
-                        return self.drops.count(DropReason::UnknownPeer);
-                    };
-                    self.scratch.resize(piece.len() + LABEL_OVERHEAD, 0);
-                    match label_codec::encode(
-                        self.infra_address,
-                        infra_address,
-                        label,
-                        &piece,
-                        &mut self.scratch,
-                    ) {
-                        Ok(len) => {
-                            let labelled = self.scratch[..len].to_vec();
-                            self.peers.encapsulate(
-                                id,
-                                &labelled,
-                                &mut self.outputs,
-                                &mut self.drops,
-                            );
-                        }
-                        Err(_) => self.drops.count(DropReason::MalformedPacket),
-                    }
+                self.outputs.push_back(Transmit::Tun {
+                    network: label,
+                    packet: out,
+                });
+            }
+            Route::Workload(id) => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(packet);
+                if let Some(mss) = mss {
+                    clamp_mss(&mut self.scratch, mss);
+                }
+                self.peers
+                    .encapsulate(id, &self.scratch, &mut self.outputs, &mut self.drops);
+            }
+            Route::Gateway(id) => {
+                let Some(Role::Gateway { infra_address }) = self.peers.get(id).map(|p| p.role)
+                else {
+                    return self.drops.count(DropReason::UnknownPeer);
+                };
+                self.scratch.clear();
+                self.scratch.resize(LABEL_OVERHEAD, 0);
+                self.scratch.extend_from_slice(packet);
+                if let Some(mss) = mss {
+                    clamp_mss(&mut self.scratch[LABEL_OVERHEAD..], mss);
+                }
+                match label_codec::encode_in_place(
+                    self.infra_address,
+                    infra_address,
+                    label,
+                    &mut self.scratch,
+                ) {
+                    Ok(len) => self.peers.encapsulate(
+                        id,
+                        &self.scratch[..len],
+                        &mut self.outputs,
+                        &mut self.drops,
+                    ),
+                    Err(_) => self.drops.count(DropReason::MalformedPacket),
                 }
             }
         }
@@ -401,30 +419,12 @@ impl Dataplane {
 
     /// Sends an ICMP error back the way the offending packet came.
     fn send_back(&mut self, label: u32, ingress: Ingress, reply: Vec<u8>) {
-        match ingress {
-            Ingress::Tun => self.outputs.push_back(Transmit::Tun {
-                network: label,
-                packet: reply,
-            }),
-            Ingress::Workload(id) => {
-                self.peers
-                    .encapsulate(id, &reply, &mut self.outputs, &mut self.drops)
-            }
-            Ingress::Gateway(id) => {
-                let Some(Role::Gateway { infra_address }) =
-                    self.peers.get(id).map(|p| p.role.clone())
-                else {
-                    return;
-                };
-                let mut buf = vec![0; reply.len() + LABEL_OVERHEAD];
-                if let Ok(len) =
-                    label_codec::encode(self.infra_address, infra_address, label, &reply, &mut buf)
-                {
-                    self.peers
-                        .encapsulate(id, &buf[..len], &mut self.outputs, &mut self.drops);
-                }
-            }
-        }
+        let route = match ingress {
+            Ingress::Tun => Route::Local,
+            Ingress::Workload(id) => Route::Workload(id),
+            Ingress::Gateway(id) => Route::Gateway(id),
+        };
+        self.send(label, route, &reply, None);
     }
 
     /// The labels of the configured networks, in order; the shell keeps one TUN per label.

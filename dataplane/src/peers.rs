@@ -30,7 +30,7 @@ const BUFFER_SIZE: usize = 65_536 + 64;
 pub(crate) type PeerId = u32;
 
 /// What a peer is to this gateway.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
     /// Another gateway: carries labelled packets between its and our infra address.
     Gateway {
@@ -157,7 +157,7 @@ impl PeerSet {
                     peer.tunn = tunn;
                     peer.keepalive = spec.keepalive;
                 }
-                peer.role = spec.role.clone();
+                peer.role = spec.role;
                 if peer.configured_endpoint != spec.endpoint {
                     peer.configured_endpoint = spec.endpoint;
                     if spec.endpoint.is_some() {
@@ -172,7 +172,7 @@ impl PeerSet {
             let mut peer = Peer {
                 id,
                 public_key: spec.public_key,
-                role: spec.role.clone(),
+                role: spec.role,
                 endpoint: spec.endpoint,
                 keepalive: spec.keepalive,
                 received: Traffic::default(),
