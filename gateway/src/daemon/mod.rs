@@ -547,9 +547,13 @@ async fn watch_loop(shared: Arc<Shared>) {
 
 async fn serve(options: RunOptions) -> anyhow::Result<()> {
     let loaded = load(&options)?;
+    // Every log line of this gateway, from every task, names it and its site.
     let span =
         tracing::info_span!("gateway", gateway = %loaded.plan.gateway, site = %loaded.plan.site);
-    let _entered = span.enter();
+    serve_loaded(options, loaded).instrument(span).await
+}
+
+async fn serve_loaded(options: RunOptions, loaded: Loaded) -> anyhow::Result<()> {
     let socket = bind_udp(loaded.plan.listen_port)?;
     let netlink = plumbing::connect().context("opening rtnetlink")?;
     let resolved = resolve(&loaded.plan).await;
