@@ -265,3 +265,17 @@ pub fn plan(intent: &Intent, name: &str) -> Result<GatewayPlan, PlanError> {
         route_tables,
     })
 }
+
+/// The plan of one gateway of `config/examples/lab.toml`, for the unit tests of the
+/// translations that start from a plan.
+#[cfg(test)]
+pub(crate) fn lab_plan(gateway: &str) -> (Intent, GatewayPlan) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/lab.toml");
+    let intent = weft_config::Loader::new()
+        .env_prefix(None)
+        .file(path)
+        .load()
+        .expect("the lab example is valid");
+    let plan = plan(&intent, gateway).expect("the lab has this gateway");
+    (intent, plan)
+}

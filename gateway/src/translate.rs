@@ -72,17 +72,10 @@ pub fn literal_endpoint(endpoint: &Endpoint) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[test]
     fn lab_gateway_translates_every_route_to_a_peer_key() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/lab.toml");
-        let intent = weft_config::Loader::new()
-            .env_prefix(None)
-            .file(path)
-            .load()
-            .unwrap();
-        let plan = crate::plan::plan(&intent, "aws-gw").unwrap();
+        let (intent, plan) = crate::plan::lab_plan("aws-gw");
         let key = PrivateKey::from_bytes([7; 32]);
         let config = dataplane_config(&plan, &key, &literal_endpoint);
         assert_eq!(config.networks.len(), 3);

@@ -40,17 +40,10 @@ pub fn host_plumbing(plan: &GatewayPlan) -> Plumbing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[test]
     fn lab_networks_get_their_tables_rules_and_routes() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/lab.toml");
-        let intent = weft_config::Loader::new()
-            .env_prefix(None)
-            .file(path)
-            .load()
-            .unwrap();
-        let plan = crate::plan::plan(&intent, "aws-gw").unwrap();
+        let (_, plan) = crate::plan::lab_plan("aws-gw");
         let p = host_plumbing(&plan);
         assert_eq!(p.links.len(), 3, "one TUN per network");
         assert_eq!(p.tables.len(), 3);

@@ -30,7 +30,7 @@ use weft_dataplane::linux::tun::{TUN_MTU, TunDevice, open_tun};
 
 use crate::plan::{GatewayPlan, plan};
 use crate::render::config_layers;
-use crate::translate::dataplane_config;
+use crate::translate::{dataplane_config, literal_endpoint};
 use control::{Request, read_request};
 
 /// Socket buffers: a full receive buffer is what holds userspace WireGuard back, so the
@@ -114,7 +114,7 @@ async fn resolve(plan: &GatewayPlan) -> HashMap<Endpoint, SocketAddr> {
     let mut resolved = HashMap::new();
     for peer in &plan.peers {
         let address = match &peer.endpoint.host {
-            EndpointHost::Ip(ip) => Some(SocketAddr::new(*ip, peer.endpoint.port)),
+            EndpointHost::Ip(_) => literal_endpoint(&peer.endpoint),
             EndpointHost::Name(name) => {
                 match tokio::net::lookup_host((name.as_str(), peer.endpoint.port)).await {
                     Ok(mut addresses) => addresses.next(),
