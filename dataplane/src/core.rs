@@ -5,7 +5,7 @@
 //! or by the workload peer's binding) → anti-spoofing → policy → lookup → TUN or a peer.
 //! Time is passed in; nothing here touches a socket, a device or the clock.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use crate::counters::{DropReason, Drops, Traffic};
 use crate::fragment::fragment_ipv4;
 use crate::label_codec::{self, LABEL_OVERHEAD};
 use crate::mtu::{clamp_mss, mss_for_mtu, needs_too_big, too_big_reply};
+use crate::outputs::Outputs;
 use crate::packet::IpPacket;
 use crate::peers::{PeerChanges, PeerId, PeerSet, PeerSpec, Role};
 use crate::policy::{AllowAll, Policy};
@@ -101,10 +102,12 @@ pub struct Dataplane {
     networks: BTreeMap<u32, Network>,
     peers: PeerSet,
     policy: Box<dyn Policy>,
-    outputs: VecDeque<Transmit>,
+    outputs: Outputs,
     drops: Drops,
     next_tick: Instant,
     scratch: Vec<u8>,
+    /// The last decrypted packet; kept to reuse its allocation.
+    decrypted: Vec<u8>,
 }
 
 impl Dataplane {
@@ -116,10 +119,11 @@ impl Dataplane {
             networks: BTreeMap::new(),
             peers: PeerSet::new(config.private_key),
             policy: Box::new(AllowAll),
-            outputs: VecDeque::new(),
+            outputs: Outputs::default(),
             drops: Drops::default(),
             next_tick: now,
             scratch: Vec::with_capacity(65_536),
+            decrypted: Vec::with_capacity(65_536),
         };
         dataplane.apply(config, now);
         dataplane
@@ -226,18 +230,27 @@ impl Dataplane {
 
     /// A datagram the UDP socket received from `from`.
     pub fn handle_datagram(&mut self, from: SocketAddr, datagram: &[u8], _now: Instant) {
-        let Some((peer_id, packet)) =
-            self.peers
-                .decapsulate(from, datagram, &mut self.outputs, &mut self.drops)
-        else {
-            return;
-        };
+        let mut packet = std::mem::take(&mut self.decrypted);
+        if let Some(peer_id) = self.peers.decapsulate(
+            from,
+            datagram,
+            &mut packet,
+            &mut self.outputs,
+            &mut self.drops,
+        ) {
+            self.forward_decrypted(peer_id, &packet);
+        }
+        self.decrypted = packet;
+    }
+
+    /// A packet decrypted from `peer_id`: which network it belongs to, then on.
+    fn forward_decrypted(&mut self, peer_id: PeerId, packet: &[u8]) {
         let Some(role) = self.peers.get(peer_id).map(|p| p.role) else {
             return;
         };
         match role {
             Role::Gateway { infra_address } => {
-                let labelled = match label_codec::decode(&packet) {
+                let labelled = match label_codec::decode(packet) {
                     Ok(l) => l,
                     Err(_) => return self.drops.count(DropReason::BadLabelHeader),
                 };
@@ -255,7 +268,7 @@ impl Dataplane {
                     return self.drops.count(DropReason::UnknownNetwork);
                 };
                 net.received.count(packet.len());
-                self.forward(network, Ingress::Workload(peer_id), &packet);
+                self.forward(network, Ingress::Workload(peer_id), packet);
             }
         }
     }
@@ -275,7 +288,16 @@ impl Dataplane {
 
     /// The next thing to write, if any.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.outputs.pop_front()
+        self.outputs.pop()
+    }
+
+    /// Takes back the buffer of a written transmit, so that the next packet reuses it
+    /// instead of allocating (optional: a transmit that is dropped is simply freed).
+    pub fn recycle(&mut self, transmit: Transmit) {
+        match transmit {
+            Transmit::Udp { payload, .. } => self.outputs.recycle(payload),
+            Transmit::Tun { packet, .. } => self.outputs.recycle(packet),
+        }
     }
 
     /// The common path once the network of a packet is known.
@@ -370,14 +392,10 @@ impl Dataplane {
     fn send(&mut self, label: u32, route: Route, packet: &[u8], mss: Option<u16>) {
         match route {
             Route::Local => {
-                let mut out = packet.to_vec();
+                let out = self.outputs.tun(label, packet);
                 if let Some(mss) = mss {
-                    clamp_mss(&mut out, mss);
+                    clamp_mss(out, mss);
                 }
-                self.outputs.push_back(Transmit::Tun {
-                    network: label,
-                    packet: out,
-                });
             }
             Route::Workload(id) => {
                 self.scratch.clear();

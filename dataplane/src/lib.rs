@@ -11,6 +11,7 @@ pub mod fragment;
 pub mod label_codec;
 pub mod linux;
 pub mod mtu;
+mod outputs;
 pub mod packet;
 mod peers;
 pub mod policy;

@@ -4,7 +4,7 @@
 //! boringtun's `Tunn` keeps its own clock for rekeying and keepalives; this module decides
 //! when to consult it (`tick`), from the time the caller passes in.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +15,8 @@ use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 
 use crate::config::PeerKey;
-use crate::core::Transmit;
 use crate::counters::{DropReason, Drops, Traffic};
+use crate::outputs::Outputs;
 
 /// Handshakes a gateway answers per second before it asks for cookies (WireGuard's DoS
 /// protection), as boringtun's own device uses.
@@ -129,7 +129,7 @@ impl PeerSet {
 
     /// Makes the set match `wanted`. Peers whose key stays keep their session and counters;
     /// a new peer with a known endpoint starts its handshake at once.
-    pub fn sync(&mut self, wanted: &[PeerSpec], out: &mut VecDeque<Transmit>) -> PeerChanges {
+    pub fn sync(&mut self, wanted: &[PeerSpec], out: &mut Outputs) -> PeerChanges {
         let mut changes = PeerChanges::default();
         let keep: HashMap<PeerKey, &PeerSpec> = wanted.iter().map(|s| (s.public_key, s)).collect();
         let gone: Vec<PeerId> = self
@@ -185,10 +185,7 @@ impl PeerSet {
                 peer.tunn.format_handshake_initiation(&mut self.buf, false),
             ) {
                 peer.sent.count(init.len());
-                out.push_back(Transmit::Udp {
-                    destination: endpoint,
-                    payload: init.to_vec(),
-                });
+                out.udp(endpoint, init);
             }
             self.by_key.insert(spec.public_key, id);
             self.peers.insert(id, peer);
@@ -210,13 +207,7 @@ impl PeerSet {
 
     /// Encrypts `packet` for peer `id`; the datagram (or a handshake, while there is no
     /// session and the packet waits) goes to `out`.
-    pub fn encapsulate(
-        &mut self,
-        id: PeerId,
-        packet: &[u8],
-        out: &mut VecDeque<Transmit>,
-        drops: &mut Drops,
-    ) {
+    pub fn encapsulate(&mut self, id: PeerId, packet: &[u8], out: &mut Outputs, drops: &mut Drops) {
         let Some(peer) = self.peers.get_mut(&id) else {
             drops.count(DropReason::UnknownPeer);
             return;
@@ -225,10 +216,7 @@ impl PeerSet {
             TunnResult::WriteToNetwork(datagram) => match peer.endpoint {
                 Some(destination) => {
                     peer.sent.count(datagram.len());
-                    out.push_back(Transmit::Udp {
-                        destination,
-                        payload: datagram.to_vec(),
-                    });
+                    out.udp(destination, datagram);
                 }
                 None => drops.count(DropReason::NoEndpoint),
             },
@@ -238,14 +226,16 @@ impl PeerSet {
     }
 
     /// Decrypts a datagram from `from`. Handshake answers and packets that waited for a
-    /// session go to `out`; the decrypted IP packet, if any, is returned with its peer.
+    /// session go to `out`; a decrypted IP packet replaces the contents of `packet` (a buffer
+    /// the caller reuses), and its peer is returned.
     pub fn decapsulate(
         &mut self,
         from: SocketAddr,
         datagram: &[u8],
-        out: &mut VecDeque<Transmit>,
+        packet: &mut Vec<u8>,
+        out: &mut Outputs,
         drops: &mut Drops,
-    ) -> Option<(PeerId, Vec<u8>)> {
+    ) -> Option<PeerId> {
         let (id, authenticates_sender) = match Tunn::parse_incoming_packet(datagram) {
             Err(_) => {
                 drops.count(DropReason::MalformedDatagram);
@@ -270,25 +260,21 @@ impl PeerSet {
             .decapsulate(Some(from.ip()), datagram, &mut self.buf)
         {
             TunnResult::WriteToNetwork(reply) => {
-                out.push_back(Transmit::Udp {
-                    destination: from,
-                    payload: reply.to_vec(),
-                });
+                out.udp(from, reply);
                 peer.sent.count(reply.len());
                 // A completed handshake releases the packets that waited for it.
                 while let TunnResult::WriteToNetwork(queued) =
                     peer.tunn.decapsulate(None, &[], &mut self.buf)
                 {
                     peer.sent.count(queued.len());
-                    out.push_back(Transmit::Udp {
-                        destination: from,
-                        payload: queued.to_vec(),
-                    });
+                    out.udp(from, queued);
                 }
                 None
             }
-            TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => {
-                Some(packet.to_vec())
+            TunnResult::WriteToTunnelV4(plain, _) | TunnResult::WriteToTunnelV6(plain, _) => {
+                packet.clear();
+                packet.extend_from_slice(plain);
+                Some(())
             }
             TunnResult::Done => None,
             TunnResult::Err(_) => {
@@ -301,11 +287,11 @@ impl PeerSet {
             // Roaming: a peer is where its last authenticated message came from.
             peer.endpoint = Some(from);
         }
-        result.map(|packet| (peer.id, packet))
+        result.map(|()| peer.id)
     }
 
     /// Runs every peer's WireGuard timers: handshake retries, rekeys, keepalives.
-    pub fn tick(&mut self, now: Instant, out: &mut VecDeque<Transmit>) {
+    pub fn tick(&mut self, now: Instant, out: &mut Outputs) {
         if self
             .last_rate_reset
             .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
@@ -318,10 +304,7 @@ impl PeerSet {
                 && let Some(destination) = peer.endpoint
             {
                 peer.sent.count(datagram.len());
-                out.push_back(Transmit::Udp {
-                    destination,
-                    payload: datagram.to_vec(),
-                });
+                out.udp(destination, datagram);
             }
         }
     }

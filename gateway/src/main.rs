@@ -118,6 +118,9 @@ enum Command {
         /// Do not re-read the configuration when its files change (SIGHUP still does).
         #[arg(long)]
         no_watch: bool,
+        /// Threads that forward packets (see docs/performance.md for what each count gave).
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
     },
     /// Show what a running gateway is doing: peers and handshakes, networks, routes, drops.
     #[command(
@@ -235,6 +238,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             control,
             uapi_name,
             no_watch,
+            threads,
         } => {
             init_logging();
             weft_gateway::daemon::run(weft_gateway::daemon::RunOptions {
@@ -243,6 +247,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
                 control,
                 uapi_name,
                 watch: !no_watch,
+                threads: usize::from(threads),
             })?;
             Ok(Outcome::Ok)
         }

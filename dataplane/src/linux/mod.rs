@@ -6,7 +6,7 @@
 //! routing table, interface addresses are added with `noprefixroute` so that their connected
 //! route lives only in the network's table, and `iif` rules select the table from the device
 //! a packet arrived on. [`plumbing`] reconciles that kernel state from a declarative
-//! description, [`tun`] opens the TUN devices, and [`netns`] runs code inside network
+//! description, [`tun`] opens the TUN devices, [`udp`] batches the WireGuard socket, and [`netns`] runs code inside network
 //! namespaces without touching the host's.
 //!
 //! Everything here talks to the kernel; the sans-IO core never calls into this module.
@@ -14,6 +14,7 @@
 pub mod netns;
 pub mod plumbing;
 pub mod tun;
+pub mod udp;
 
 /// The longest interface name the kernel accepts (`IFNAMSIZ` - 1).
 pub const MAX_INTERFACE_NAME_LEN: usize = 15;

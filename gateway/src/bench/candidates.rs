@@ -43,6 +43,8 @@ pub struct Tools {
     pub iperf3: PathBuf,
     /// The weft binary (this program).
     pub weft: PathBuf,
+    /// `weft run --threads`, when not its default.
+    pub weft_threads: Option<u16>,
     /// `wg`, to configure the WireGuard implementations.
     pub wg: Option<PathBuf>,
     /// boringtun-cli, when measured.
@@ -206,7 +208,15 @@ fn start_weft(bed: &mut Bed, tools: &Tools, dir: &Path) -> anyhow::Result<()> {
             "--control".to_owned(),
             socket.display().to_string(),
             "--no-watch".to_owned(),
-        ];
+        ]
+        .into_iter()
+        .chain(
+            tools
+                .weft_threads
+                .iter()
+                .flat_map(|n| ["--threads".to_owned(), n.to_string()]),
+        )
+        .collect::<Vec<_>>();
         let process = Process::spawn(
             &format!("weft run --gateway {gateway}"),
             bed.names.gateway(side),
@@ -334,15 +344,16 @@ fn start_wireguard(
 }
 
 /// How `candidate` is set up, for the report.
-pub fn setup_text(candidate: Candidate, weft_mtu: u16) -> String {
+pub fn setup_text(candidate: Candidate, weft_mtu: u16, weft_threads: Option<u16>) -> String {
     match candidate {
         Candidate::Veth => "kernel IPv4 forwarding in both gateway namespaces, a route to the \
                             other site via the underlay, no encryption (the ceiling)"
             .to_owned(),
         Candidate::Weft => format!(
-            "`weft run` per gateway namespace, generated two-site configuration with fresh \
+            "`weft run{}` per gateway namespace, generated two-site configuration with fresh \
              keys, network MTU {weft_mtu} (weft clamps TCP MSS), UDP socket buffers set with \
-             SO_RCVBUFFORCE/SO_SNDBUFFORCE"
+             SO_RCVBUFFORCE/SO_SNDBUFFORCE, TUN offload (TSO/GRO), UDP GSO/GRO",
+            weft_threads.map_or(String::new(), |n| format!(" --threads {n}"))
         ),
         Candidate::Boringtun => format!(
             "`boringtun-cli --foreground --disable-drop-privileges IF` per gateway namespace \

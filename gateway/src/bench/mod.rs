@@ -57,6 +57,9 @@ pub struct BenchArgs {
     /// configurations, keys and logs.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_CACHE_DIR)]
     pub cache_dir: PathBuf,
+    /// Forwarding threads of each `weft run` (its `--threads`) [default: weft run's].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub weft_threads: Option<u16>,
 }
 
 /// How much to measure.
@@ -229,7 +232,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<bool> {
              build with `cargo build --release` for figures worth comparing"
         );
     }
-    let tools = find_tools(&settings.order, &args.cache_dir)?;
+    let tools = find_tools(&settings.order, &args.cache_dir, args.weft_threads)?;
     let mut run_dir = RunDir::create(&args.cache_dir)?;
     let dir = run_dir.path.clone();
     let weft_mtu =
@@ -307,7 +310,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<bool> {
         .map(|((&candidate, rounds), buffer)| CandidateReport {
             candidate,
             version: candidates::version(candidate, &tools),
-            setup: candidates::setup_text(candidate, weft_mtu),
+            setup: candidates::setup_text(candidate, weft_mtu, tools.weft_threads),
             udp_receive_buffer_bytes: buffer,
             median: report::medians(&rounds),
             rounds,
@@ -507,7 +510,11 @@ fn progress_text(values: &Values) -> String {
 
 /// The programs the chosen candidates need; installs boringtun-cli when it is chosen and
 /// missing.
-fn find_tools(order: &[Candidate], cache: &Path) -> anyhow::Result<Tools> {
+fn find_tools(
+    order: &[Candidate],
+    cache: &Path,
+    weft_threads: Option<u16>,
+) -> anyhow::Result<Tools> {
     let hint = "run scripts/install-deps as root, or apt-get install";
     let iperf3 = candidates::which("iperf3")
         .with_context(|| format!("iperf3 is not installed: {hint} iperf3"))?;
@@ -537,6 +544,7 @@ fn find_tools(order: &[Candidate], cache: &Path) -> anyhow::Result<Tools> {
     Ok(Tools {
         iperf3,
         weft,
+        weft_threads,
         wg,
         boringtun,
         wireguard_go,

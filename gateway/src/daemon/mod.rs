@@ -4,12 +4,13 @@
 //! re-plans and applies only the difference; SIGTERM stops cleanly, removing what it made.
 
 pub mod control;
+mod forward;
 pub mod host;
 pub mod status_text;
 pub mod uapi;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -19,19 +20,21 @@ use anyhow::{Context, anyhow};
 use ipnet::IpNet;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{UdpSocket, UnixListener};
+use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, warn};
 use weft_config::{Endpoint, EndpointHost, LoadError, Loader, PrivateKey};
-use weft_dataplane::core::{Dataplane, Transmit};
+use weft_dataplane::core::Dataplane;
 use weft_dataplane::linux::plumbing;
 use weft_dataplane::linux::tun::{TUN_MTU, TunDevice, open_tun};
+use weft_dataplane::linux::udp::UdpEndpoint;
 
 use crate::plan::{GatewayPlan, plan};
 use crate::render::config_layers;
 use crate::translate::{dataplane_config, literal_endpoint};
 use control::{Request, read_request};
+use forward::{LanePool, Outbox};
 
 /// Socket buffers: a full receive buffer is what holds userspace WireGuard back, so the
 /// gateway asks for more than the sysctl default (root may, with the FORCE options).
@@ -52,12 +55,14 @@ pub struct RunOptions {
     pub uapi_name: Option<String>,
     /// Whether to re-read the configuration when its files change.
     pub watch: bool,
+    /// Threads of the runtime that forwards packets.
+    pub threads: usize,
 }
 
 /// Runs the gateway until SIGTERM or SIGINT.
 pub fn run(options: RunOptions) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(options.threads.max(1))
         .enable_all()
         .build()?;
     runtime.block_on(serve(options))
@@ -141,7 +146,8 @@ struct Network {
 struct Shared {
     options: RunOptions,
     dataplane: Mutex<Dataplane>,
-    socket: UdpSocket,
+    socket: UdpEndpoint,
+    lanes: LanePool,
     networks: RwLock<HashMap<u32, Network>>,
     state: Mutex<State>,
     netlink: rtnetlink::Handle,
@@ -152,146 +158,6 @@ struct State {
     loaded: Loaded,
     last_reload: Option<Value>,
     plumbing: Option<Value>,
-}
-
-fn bind_udp(port: u16) -> anyhow::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))
-        .context("creating the UDP socket")?;
-    socket.set_only_v6(false)?;
-    socket.set_nonblocking(true)?;
-    for (name, result) in [
-        (
-            "SO_RCVBUFFORCE",
-            nix::sys::socket::setsockopt(
-                &socket,
-                nix::sys::socket::sockopt::RcvBufForce,
-                &SOCKET_BUFFER_BYTES,
-            ),
-        ),
-        (
-            "SO_SNDBUFFORCE",
-            nix::sys::socket::setsockopt(
-                &socket,
-                nix::sys::socket::sockopt::SndBufForce,
-                &SOCKET_BUFFER_BYTES,
-            ),
-        ),
-    ] {
-        if let Err(e) = result {
-            warn!(option = name, error = %e, "cannot enlarge the socket buffer; throughput may suffer");
-        }
-    }
-    socket
-        .bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())
-        .with_context(|| format!("binding UDP port {port}"))?;
-    Ok(UdpSocket::from_std(socket.into())?)
-}
-
-/// The dual-stack socket reports IPv4 peers as `::ffff:a.b.c.d`; the dataplane knows them
-/// as IPv4.
-fn unmap(address: SocketAddr) -> SocketAddr {
-    match address.ip() {
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), address.port()),
-            None => address,
-        },
-        IpAddr::V4(_) => address,
-    }
-}
-
-fn map(address: SocketAddr) -> SocketAddr {
-    match address.ip() {
-        IpAddr::V4(ip) => SocketAddr::new(IpAddr::V6(ip.to_ipv6_mapped()), address.port()),
-        IpAddr::V6(_) => address,
-    }
-}
-
-impl Shared {
-    fn drain(&self, dataplane: &mut Dataplane) -> Vec<Transmit> {
-        std::iter::from_fn(|| dataplane.poll_transmit()).collect()
-    }
-
-    async fn flush(&self, transmits: Vec<Transmit>) {
-        for transmit in transmits {
-            match transmit {
-                Transmit::Udp {
-                    destination,
-                    payload,
-                } => {
-                    if let Err(e) = self.socket.send_to(&payload, map(destination)).await {
-                        tracing::debug!(%destination, error = %e, "UDP send failed");
-                    }
-                }
-                Transmit::Tun { network, packet } => {
-                    let device = self
-                        .networks
-                        .read()
-                        .expect("lock")
-                        .get(&network)
-                        .map(|n| n.device.clone());
-                    if let Some(device) = device
-                        && let Err(e) = device.send(&packet).await
-                    {
-                        tracing::debug!(network, error = %e, "TUN write failed");
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn udp_loop(shared: Arc<Shared>) {
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let (len, from) = match shared.socket.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(error = %e, "UDP receive failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let transmits = {
-            let mut dataplane = shared.dataplane.lock().expect("lock");
-            dataplane.handle_datagram(unmap(from), &buf[..len], Instant::now());
-            shared.drain(&mut dataplane)
-        };
-        shared.flush(transmits).await;
-    }
-}
-
-async fn tun_loop(shared: Arc<Shared>, label: u32, device: Arc<TunDevice>) {
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let len = match device.recv(&mut buf).await {
-            Ok(len) => len,
-            Err(e) => {
-                warn!(network = label, error = %e, "TUN read failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let transmits = {
-            let mut dataplane = shared.dataplane.lock().expect("lock");
-            dataplane.handle_tun_packet(label, &buf[..len], Instant::now());
-            shared.drain(&mut dataplane)
-        };
-        shared.flush(transmits).await;
-    }
-}
-
-async fn timer_loop(shared: Arc<Shared>) {
-    loop {
-        let deadline = shared.dataplane.lock().expect("lock").poll_timeout();
-        tokio::time::sleep_until(deadline.max(Instant::now()).into()).await;
-        let transmits = {
-            let mut dataplane = shared.dataplane.lock().expect("lock");
-            dataplane.handle_timeout(Instant::now());
-            shared.drain(&mut dataplane)
-        };
-        shared.flush(transmits).await;
-    }
 }
 
 /// Re-reads the configuration and applies the difference to TUNs, the dataplane and the
@@ -324,8 +190,9 @@ async fn reload(shared: &Arc<Shared>) -> anyhow::Result<Value> {
         match open_tun(&tun, TUN_MTU) {
             Ok(device) => {
                 let device = Arc::new(device);
-                let reader =
-                    tokio::spawn(tun_loop(shared.clone(), label, device.clone()).in_current_span());
+                let reader = tokio::spawn(
+                    forward::tun_loop(shared.clone(), label, device.clone()).in_current_span(),
+                );
                 shared
                     .networks
                     .write()
@@ -348,12 +215,14 @@ async fn reload(shared: &Arc<Shared>) -> anyhow::Result<Value> {
             return Err(anyhow!(e).context("making the host's tables and rules match the plan"));
         }
     };
-    let (report, transmits) = {
+    let mut outbox = Outbox::new();
+    let report = {
         let mut dataplane = shared.dataplane.lock().expect("lock");
         let report = dataplane.apply(&config, Instant::now());
-        (report, shared.drain(&mut dataplane))
+        outbox.take_from(&mut dataplane);
+        report
     };
-    shared.flush(transmits).await;
+    outbox.flush(shared).await;
     // Networks that went away: their routes are gone, now their TUNs go.
     let gone: Vec<u32> = shared
         .networks
@@ -554,13 +423,19 @@ async fn serve(options: RunOptions) -> anyhow::Result<()> {
 }
 
 async fn serve_loaded(options: RunOptions, loaded: Loaded) -> anyhow::Result<()> {
-    let socket = bind_udp(loaded.plan.listen_port)?;
+    let port = loaded.plan.listen_port;
+    let (socket, undersized) = UdpEndpoint::bind(port, SOCKET_BUFFER_BYTES)
+        .with_context(|| format!("binding UDP port {port}"))?;
+    if let Some(e) = undersized {
+        warn!(error = %e, "cannot enlarge the UDP socket buffers; throughput may suffer");
+    }
     let netlink = plumbing::connect().context("opening rtnetlink")?;
     let resolved = resolve(&loaded.plan).await;
     let config = dataplane_config(&loaded.plan, &loaded.key, &|e| resolved.get(e).copied());
     let shared = Arc::new(Shared {
         dataplane: Mutex::new(Dataplane::new(&config, Instant::now())),
         socket,
+        lanes: LanePool::default(),
         networks: RwLock::new(HashMap::new()),
         state: Mutex::new(State {
             loaded,
@@ -580,8 +455,8 @@ async fn serve_loaded(options: RunOptions, loaded: Loaded) -> anyhow::Result<()>
         .map(|name| Path::new(uapi::UAPI_DIR).join(format!("{name}.sock")));
     let uapi = uapi_path.as_deref().map(bind_private_socket).transpose()?;
     let mut tasks = vec![
-        tokio::spawn(udp_loop(shared.clone()).in_current_span()),
-        tokio::spawn(timer_loop(shared.clone()).in_current_span()),
+        tokio::spawn(forward::udp_loop(shared.clone()).in_current_span()),
+        tokio::spawn(forward::timer_loop(shared.clone()).in_current_span()),
         tokio::spawn(control_loop(shared.clone(), control).in_current_span()),
     ];
     if let Some(uapi) = uapi {
