@@ -5,7 +5,7 @@
 //! or by the workload peer's binding) → anti-spoofing → policy → lookup → TUN or a peer.
 //! Time is passed in; nothing here touches a socket, a device or the clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -96,6 +96,71 @@ pub struct ApplyReport {
     pub peers_kept: usize,
 }
 
+/// The peers of a configuration as the dataplane numbered them, between
+/// [`Dataplane::sync_peers`] and [`Dataplane::install_tables`].
+pub struct SyncedPeers {
+    ids: HashMap<PeerKey, PeerId>,
+    report: ApplyReport,
+}
+
+impl SyncedPeers {
+    /// Builds every network's routing table: the slow step of a reconfiguration (a
+    /// million prefixes take a fraction of a second), done without the dataplane so that
+    /// forwarding goes on meanwhile with the old tables.
+    pub fn build_tables(self, config: &DataplaneConfig) -> StagedTables {
+        let networks = config
+            .networks
+            .iter()
+            .map(|n| {
+                let mut table = NetworkTable::new();
+                for prefix in &n.local_prefixes {
+                    table.insert(*prefix, Route::Local);
+                }
+                for r in &n.remote_routes {
+                    if let Some(&id) = self.ids.get(&r.peer) {
+                        table.insert(r.prefix, Route::Gateway(id));
+                    }
+                }
+                for w in config
+                    .workload_peers
+                    .iter()
+                    .filter(|w| w.network == n.label)
+                {
+                    if let Some(&id) = self.ids.get(&w.public_key) {
+                        for address in &w.addresses {
+                            table.insert(*address, Route::Workload(id));
+                        }
+                    }
+                }
+                StagedNetwork {
+                    label: n.label,
+                    name: n.name.clone(),
+                    mtu: n.mtu,
+                    table,
+                }
+            })
+            .collect();
+        StagedTables {
+            networks,
+            report: self.report,
+        }
+    }
+}
+
+/// Routing tables built by [`SyncedPeers::build_tables`], ready for
+/// [`Dataplane::install_tables`].
+pub struct StagedTables {
+    networks: Vec<StagedNetwork>,
+    report: ApplyReport,
+}
+
+struct StagedNetwork {
+    label: u32,
+    name: String,
+    mtu: u16,
+    table: NetworkTable<Route>,
+}
+
 /// The forwarder of one gateway.
 pub struct Dataplane {
     infra_address: std::net::Ipv4Addr,
@@ -136,11 +201,25 @@ impl Dataplane {
 
     /// Moves to the state `config` describes, changing only what differs: peers whose key
     /// stays keep their sessions, networks whose label stays keep their counters.
+    ///
+    /// The same as [`Dataplane::sync_peers`], [`SyncedPeers::build_tables`] and
+    /// [`Dataplane::install_tables`] in a row; a shell that forwards while it reconfigures
+    /// calls them itself and builds the tables without holding the dataplane.
     pub fn apply(&mut self, config: &DataplaneConfig, now: Instant) -> ApplyReport {
+        let tables = self.sync_peers(config).build_tables(config);
+        self.install_tables(tables, now)
+    }
+
+    /// The first step of [`Dataplane::apply`], quick: makes the peers match `config` (new
+    /// ones start their handshakes, removed ones are forgotten, kept ones keep their
+    /// sessions) and returns what the tables need to know of them. Until
+    /// [`Dataplane::install_tables`], packets keep following the old tables; those routed
+    /// to a removed peer are dropped as sent to an unknown peer.
+    pub fn sync_peers(&mut self, config: &DataplaneConfig) -> SyncedPeers {
         let mut report = ApplyReport::default();
         if !self.peers.has_private_key(&config.private_key) {
             report.peers_removed = self.peers.iter().count();
-            self.peers = PeerSet::new(config.private_key);
+            self.peers = self.peers.rekeyed(config.private_key);
         }
         self.infra_address = config.infra_address;
         let specs: Vec<PeerSpec> = config
@@ -169,49 +248,39 @@ impl Dataplane {
         report.peers_added += added;
         report.peers_removed += removed;
         report.peers_kept += kept;
+        let ids = specs
+            .iter()
+            .filter_map(|s| Some((s.public_key, self.peers.id_of(&s.public_key)?)))
+            .collect();
+        SyncedPeers { ids, report }
+    }
 
+    /// The last step of [`Dataplane::apply`], quick: puts the tables built for the peers
+    /// of [`Dataplane::sync_peers`] in place, keeping the counters of networks that stay.
+    pub fn install_tables(&mut self, tables: StagedTables, now: Instant) -> ApplyReport {
+        let mut report = tables.report;
         let mut old = std::mem::take(&mut self.networks);
-        for n in &config.networks {
-            let mut table = NetworkTable::new();
-            for prefix in &n.local_prefixes {
-                table.insert(*prefix, Route::Local);
-            }
-            for r in &n.remote_routes {
-                if let Some(id) = self.peers.id_of(&r.peer) {
-                    table.insert(r.prefix, Route::Gateway(id));
-                }
-            }
-            for w in config
-                .workload_peers
-                .iter()
-                .filter(|w| w.network == n.label)
-            {
-                if let Some(id) = self.peers.id_of(&w.public_key) {
-                    for address in &w.addresses {
-                        table.insert(*address, Route::Workload(id));
-                    }
-                }
-            }
-            let network = match old.remove(&n.label) {
+        for staged in tables.networks {
+            let network = match old.remove(&staged.label) {
                 Some(mut kept) => {
-                    kept.name.clone_from(&n.name);
-                    kept.mtu = n.mtu;
-                    kept.table = table;
+                    kept.name = staged.name;
+                    kept.mtu = staged.mtu;
+                    kept.table = staged.table;
                     kept
                 }
                 None => {
                     report.networks_added += 1;
                     Network {
-                        name: n.name.clone(),
-                        mtu: n.mtu,
-                        table,
+                        name: staged.name,
+                        mtu: staged.mtu,
+                        table: staged.table,
                         received: Traffic::default(),
                         sent: Traffic::default(),
                         drops: Drops::default(),
                     }
                 }
             };
-            self.networks.insert(n.label, network);
+            self.networks.insert(staged.label, network);
         }
         report.networks_removed = old.len();
         self.next_tick = self.next_tick.min(now);

@@ -110,6 +110,16 @@ impl PeerSet {
         }
     }
 
+    /// An empty set for a new private key whose peers are numbered after this set's, so
+    /// that a number never names two peers (tables built for the old set may still be in
+    /// use while the new one fills).
+    pub fn rekeyed(&self, private_key: [u8; 32]) -> Self {
+        Self {
+            next_id: self.next_id,
+            ..Self::new(private_key)
+        }
+    }
+
     /// Whether this set was made for `private_key`.
     pub fn has_private_key(&self, private_key: &[u8; 32]) -> bool {
         self.private.to_bytes() == *private_key

@@ -389,3 +389,51 @@ fn oversized_packets_without_df_arrive_as_fragments() {
     );
     assert_eq!(p.a.status().drops.total(), 0);
 }
+
+#[test]
+fn packets_follow_the_old_tables_until_the_new_ones_are_installed() {
+    let now = Instant::now();
+    let mut p = Pair::new(&[1001], 1400);
+    let to_b = |payload: &[u8]| udp([10, 10, 1, 10], [10, 10, 2, 10], payload);
+    // Network 1002 appears; B has it already.
+    p.b.apply(&config(2, &[1001, 1002], 1400), now);
+    let synced = p.a.sync_peers(&config(1, &[1001, 1002], 1400));
+    let tables = synced.build_tables(&config(1, &[1001, 1002], 1400));
+    // Built but not installed: 1001 forwards as before, 1002 does not exist yet.
+    p.a.handle_tun_packet(1001, &to_b(b"old tables"), now);
+    p.a.handle_tun_packet(1002, &to_b(b"too early"), now);
+    p.pump();
+    assert_eq!(p.b_tun, vec![(1001, to_b(b"old tables"))]);
+    assert_eq!(p.a.status().drops.get(DropReason::UnknownNetwork), 1);
+    let report = p.a.install_tables(tables, now);
+    assert_eq!(
+        (
+            report.peers_kept,
+            report.networks_added,
+            report.networks_removed
+        ),
+        (1, 1, 0)
+    );
+    p.a.handle_tun_packet(1002, &to_b(b"new tables"), now);
+    p.pump();
+    assert_eq!(p.b_tun.last(), Some(&(1002, to_b(b"new tables"))));
+}
+
+#[test]
+fn a_new_private_key_never_lets_old_tables_reach_a_new_peer() {
+    let now = Instant::now();
+    let mut p = Pair::new(&[1001], 1400);
+    // A gets a new key and, in the same step, B's key changes too: B is a new peer. The
+    // tables still in place name the old B, which is gone: its packets are dropped, never
+    // sent to whoever the new set numbers first.
+    let mut rekeyed = config(1, &[1001], 1400);
+    rekeyed.private_key = [7; 32];
+    rekeyed.gateway_peers[0].public_key = public([9; 32]);
+    rekeyed.networks[0].remote_routes[0].peer = public([9; 32]);
+    let synced = p.a.sync_peers(&rekeyed);
+    p.a.handle_tun_packet(1001, &udp([10, 10, 1, 10], [10, 10, 2, 10], b"x"), now);
+    assert_eq!(p.a.status().drops.get(DropReason::UnknownPeer), 1);
+    let tables = synced.build_tables(&rekeyed);
+    let report = p.a.install_tables(tables, now);
+    assert_eq!((report.peers_removed, report.peers_added), (1, 1));
+}

@@ -215,14 +215,25 @@ async fn reload(shared: &Arc<Shared>) -> anyhow::Result<Value> {
             return Err(anyhow!(e).context("making the host's tables and rules match the plan"));
         }
     };
+    // Forwarding goes on with the old tables while the new ones are built: the dataplane
+    // is held only to sync peers and to swap the tables in.
     let mut outbox = Outbox::new();
-    let report = {
+    let synced = {
         let mut dataplane = shared.dataplane.lock().expect("lock");
-        let report = dataplane.apply(&config, Instant::now());
+        let synced = dataplane.sync_peers(&config);
         outbox.take_from(&mut dataplane);
-        report
+        synced
     };
     outbox.flush(shared).await;
+    // Off the forwarding threads: with one of them, building here would stop it.
+    let tables = tokio::task::spawn_blocking(move || synced.build_tables(&config))
+        .await
+        .context("building the routing tables")?;
+    let report = shared
+        .dataplane
+        .lock()
+        .expect("lock")
+        .install_tables(tables, Instant::now());
     // Networks that went away: their routes are gone, now their TUNs go.
     let gone: Vec<u32> = shared
         .networks
