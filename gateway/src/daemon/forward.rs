@@ -173,7 +173,10 @@ pub(super) async fn udp_loop(shared: Arc<Shared>) {
             }
         }
         outbox.flush(&shared).await;
-        tokio::task::yield_now().await;
+        if taken >= PACKETS_PER_TURN {
+            // Still readable: let the TUN tasks have a turn first.
+            tokio::task::yield_now().await;
+        }
     }
 }
 
@@ -214,7 +217,10 @@ pub(super) async fn tun_loop(shared: Arc<Shared>, label: u32, device: Arc<TunDev
         }
         lane.outbox.flush(&shared).await;
         shared.lanes.give_back(lane);
-        tokio::task::yield_now().await;
+        if taken >= PACKETS_PER_TURN {
+            // Still readable: let the other devices and the socket have a turn first.
+            tokio::task::yield_now().await;
+        }
     }
 }
 
