@@ -316,7 +316,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<bool> {
     let report = Report {
         started_utc: report::utc_text(started_at),
         wall_seconds: started.elapsed().as_secs_f64(),
-        host: host_report(&tools, load_at_start),
+        host: host_report(
+            candidates::version_line(&tools.iperf3, &["--version"]),
+            load_at_start,
+        ),
         settings: settings_report,
         ratios: report::ratios(&candidate_reports),
         candidates: candidate_reports,
@@ -543,8 +546,8 @@ fn find_tools(order: &[Candidate], cache: &Path) -> anyhow::Result<Tools> {
     })
 }
 
-/// What the report says about this machine.
-fn host_report(tools: &Tools, load_at_start: String) -> HostReport {
+/// What the report says about this machine; `iperf3` is its version line when the run used it.
+fn host_report(iperf3: Option<String>, load_at_start: String) -> HostReport {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_model = cpuinfo
         .lines()
@@ -565,7 +568,7 @@ fn host_report(tools: &Tools, load_at_start: String) -> HostReport {
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
         memory_gib,
         kernel: candidates::kernel_release(),
-        iperf3: candidates::version_line(&tools.iperf3, &["--version"]).unwrap_or_default(),
+        iperf3,
         load_at_start,
         load_at_end: load_average(),
     }
