@@ -146,12 +146,15 @@ enum Command {
     },
     /// Measure weft's dataplane against plain veth forwarding (the ceiling), boringtun-cli
     /// and wireguard-go on the same two-site topology of network namespaces (needs root):
-    /// TCP throughput, UDP packet rates, latency and CPU per GB, in interleaved rounds.
+    /// TCP throughput, UDP packet rates, latency and CPU per GB, in interleaved rounds. With
+    /// --memory, the resident size of one gateway with many networks and peers instead.
     #[command(
         after_help = "Examples:\n  sudo weft bench                 # 5 rounds of all four, a Markdown table\n  \
-        sudo weft bench --quick --only veth,weft --rounds 1 --json\n\n\
+        sudo weft bench --quick --only veth,weft --rounds 1 --json\n  \
+        sudo weft bench --memory        # one gateway, 1,000 networks, 100 peers: VmRSS vs 64 MiB\n\n\
         Needs iperf3, wireguard-tools and wireguard-go (scripts/install-deps); boringtun-cli is \
-        installed with `cargo install --locked` into the cache directory on first use."
+        installed with `cargo install --locked` into the cache directory on first use. --memory \
+        needs none of them."
     )]
     Bench(weft_gateway::bench::BenchArgs),
 }

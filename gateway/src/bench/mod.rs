@@ -9,12 +9,17 @@
 //! with four streams, and UDP packet rates with small and large datagrams. The report gives
 //! the medians over rounds and weft's ratios to each other candidate, as Markdown or JSON.
 //!
+//! `weft bench --memory` measures something else on the same footing ([`memory`]): the
+//! resident size of one gateway with many networks and peers, its startup time and its host
+//! plumbing.
+//!
 //! The pure parts (statistics, the report and its table, the generated configurations, the
-//! parsers of iperf3, `/proc` and `ss` output) are unit tested; a root-only test runs
-//! `weft bench --quick --only veth,weft --rounds 1 --json`.
+//! parsers of iperf3, `/proc` and `ss` output) are unit tested; root-only tests run
+//! `weft bench --quick --only veth,weft --rounds 1 --json` and a small `--memory`.
 
 pub mod candidates;
 pub mod measure;
+pub mod memory;
 pub mod report;
 pub mod stats;
 pub mod topology;
@@ -44,7 +49,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: Option<u32>,
     /// Shorter tests and fewer rounds: the whole run takes under two minutes once the
-    /// programs are installed.
+    /// programs are installed. With --memory: measure 1 s after startup instead of 5.
     #[arg(long)]
     pub quick: bool,
     /// Print the report as JSON instead of a Markdown table.
@@ -53,6 +58,32 @@ pub struct BenchArgs {
     /// The candidates to run, comma-separated [default: all].
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<Candidate>,
+    /// Measure memory instead of throughput: the resident size (VmRSS, VmHWM) of one
+    /// `weft run` gateway with --networks networks and --peers peers from a generated
+    /// configuration (goal: under 64 MiB at 1,000 and 100), its startup time and its host
+    /// plumbing. The peers do not run.
+    #[arg(long, conflicts_with_all = ["rounds", "only"])]
+    pub memory: bool,
+    /// With --memory: networks attached at the measured gateway, each with its own
+    /// interface, TUN and routing table.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1000,
+        requires = "memory",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(memory::overlay::MAX_COUNT))
+    )]
+    pub networks: u32,
+    /// With --memory: peer gateways, one site each; every network is also attached at up
+    /// to three of them.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        requires = "memory",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(memory::overlay::MAX_COUNT))
+    )]
+    pub peers: u32,
     /// Where boringtun-cli is installed (`cargo install --root`) and each run keeps its
     /// configurations, keys and logs.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_CACHE_DIR)]
@@ -225,6 +256,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<bool> {
     if swept > 0 {
         eprintln!("removed {swept} namespaces left by an earlier `weft bench` that was killed");
     }
+    if args.memory {
+        return memory::run(&args);
+    }
     let settings = Settings::of(&args);
     if cfg!(debug_assertions) && settings.order.contains(&Candidate::Weft) {
         eprintln!(
@@ -319,7 +353,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<bool> {
     let report = Report {
         started_utc: report::utc_text(started_at),
         wall_seconds: started.elapsed().as_secs_f64(),
-        host: host_report(&tools, load_at_start),
+        host: host_report(
+            candidates::version_line(&tools.iperf3, &["--version"]),
+            load_at_start,
+        ),
         settings: settings_report,
         ratios: report::ratios(&candidate_reports),
         candidates: candidate_reports,
@@ -551,8 +588,8 @@ fn find_tools(
     })
 }
 
-/// What the report says about this machine.
-fn host_report(tools: &Tools, load_at_start: String) -> HostReport {
+/// What the report says about this machine; `iperf3` is its version line when the run used it.
+fn host_report(iperf3: Option<String>, load_at_start: String) -> HostReport {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_model = cpuinfo
         .lines()
@@ -573,7 +610,7 @@ fn host_report(tools: &Tools, load_at_start: String) -> HostReport {
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
         memory_gib,
         kernel: candidates::kernel_release(),
-        iperf3: candidates::version_line(&tools.iperf3, &["--version"]).unwrap_or_default(),
+        iperf3,
         load_at_start,
         load_at_end: load_average(),
     }
@@ -631,6 +668,27 @@ mod tests {
         assert_eq!(Settings::of(&parse(&["--quick"])).rounds, 3);
         assert!(Cli::try_parse_from(["bench", "--rounds", "0"]).is_err());
         assert!(Cli::try_parse_from(["bench", "--only", "tailscale"]).is_err());
+    }
+
+    #[test]
+    fn memory_takes_network_and_peer_counts() {
+        let args = parse(&["--memory"]);
+        assert!(args.memory);
+        assert_eq!((args.networks, args.peers), (1000, 100));
+        let args = parse(&["--memory", "--networks", "20", "--peers", "5", "--quick"]);
+        assert_eq!((args.networks, args.peers), (20, 5));
+        // The counts mean nothing without --memory, and rounds and candidates nothing with it.
+        for wrong in [
+            &["bench", "--networks", "20"][..],
+            &["bench", "--peers", "5"],
+            &["bench", "--memory", "--rounds", "2"],
+            &["bench", "--memory", "--only", "weft"],
+            &["bench", "--memory", "--networks", "0"],
+            &["bench", "--memory", "--peers", "10001"],
+        ] {
+            assert!(Cli::try_parse_from(wrong).is_err(), "{wrong:?}");
+        }
+        assert!(!parse(&[]).memory);
     }
 
     #[test]

@@ -179,8 +179,9 @@ pub struct HostReport {
     pub memory_gib: u64,
     /// Kernel release.
     pub kernel: String,
-    /// iperf3's version line.
-    pub iperf3: String,
+    /// iperf3's version line; absent when the run used no iperf3 (`--memory`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iperf3: Option<String>,
     /// `/proc/loadavg`'s 1, 5 and 15 minute load averages when the run started: other work
     /// on the machine skews every figure.
     pub load_at_start: String,
@@ -386,7 +387,7 @@ pub fn render(report: &Report) -> String {
         h.cpus,
         h.memory_gib,
         h.kernel,
-        h.iperf3,
+        h.iperf3.as_deref().unwrap_or("no iperf3"),
         report.started_utc,
         report.wall_seconds,
         h.load_at_start,

@@ -410,19 +410,7 @@ impl Bed {
         }
         self.helpers.clear();
         self.gateways.clear();
-        let identities: Vec<(u64, u64)> = self.created.iter().filter_map(|n| identity(n)).collect();
-        let strays: Vec<(i32, Option<u64>)> = processes_in(&identities)
-            .into_iter()
-            .map(|pid| (pid, process::stat(pid).map(|s| s.start_time)))
-            .collect();
-        if !strays.is_empty() {
-            process::terminate(&strays, GRACE);
-        }
-        for ns in self.created.drain(..) {
-            if let Err(e) = netns::delete(&ns) {
-                eprintln!("warning: could not delete network namespace {ns}: {e}");
-            }
-        }
+        remove_namespaces(&mut self.created);
         for socket in self.uapi_sockets.drain(..) {
             let _ = std::fs::remove_file(socket);
         }
@@ -435,8 +423,27 @@ impl Drop for Bed {
     }
 }
 
+/// Ends every process still living in the namespaces `created` (SIGTERM, then SIGKILL after
+/// [`GRACE`]) and deletes them, emptying the list; a warning on standard error for each
+/// namespace that could not be deleted. What every bench topology does last.
+pub fn remove_namespaces(created: &mut Vec<String>) {
+    let identities: Vec<(u64, u64)> = created.iter().filter_map(|n| identity(n)).collect();
+    let strays: Vec<(i32, Option<u64>)> = processes_in(&identities)
+        .into_iter()
+        .map(|pid| (pid, process::stat(pid).map(|s| s.start_time)))
+        .collect();
+    if !strays.is_empty() {
+        process::terminate(&strays, GRACE);
+    }
+    for ns in created.drain(..) {
+        if let Err(e) = netns::delete(&ns) {
+            eprintln!("warning: could not delete network namespace {ns}: {e}");
+        }
+    }
+}
+
 /// A veth pair: `a_name` in namespace `a`, its peer `b_name` in namespace `b`.
-fn veth(a: &str, a_name: &str, b: &str, b_name: &str, mtu: &str) -> anyhow::Result<()> {
+pub fn veth(a: &str, a_name: &str, b: &str, b_name: &str, mtu: &str) -> anyhow::Result<()> {
     netns::ip(
         a,
         &[
