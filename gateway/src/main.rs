@@ -6,6 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+
+/// mimalloc rather than glibc's malloc: a gateway's start-up (netlink dumps of thousands of
+/// links, routes and rules) peaks far above what it keeps, and glibc holds on to the freed
+/// memory; mimalloc returns it to the system (see docs/performance.md, "Memory").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand, ValueEnum};
 use weft_config::{Diagnostics, Intent, LoadError, Loader, PrivateKey, PublicKey};
 use weft_gateway::parity::parity;
