@@ -360,6 +360,15 @@ impl Dataplane {
         self.outputs.pop()
     }
 
+    /// Counts `n` packets the shell lost in I/O (a read it could not split, a send the
+    /// kernel refused), in network `network`'s counters too when it is known.
+    pub fn count_io_drops(&mut self, network: Option<u32>, reason: DropReason, n: u64) {
+        self.drops.count_many(reason, n);
+        if let Some(net) = network.and_then(|label| self.networks.get_mut(&label)) {
+            net.drops.count_many(reason, n);
+        }
+    }
+
     /// Takes back the buffer of a written transmit, so that the next packet reuses it
     /// instead of allocating (optional: a transmit that is dropped is simply freed).
     pub fn recycle(&mut self, transmit: Transmit) {

@@ -35,11 +35,16 @@ pub enum DropReason {
     Loop,
     /// Larger than the network's MTU; answered with ICMP "too big" when allowed.
     TooBig,
+    /// A TUN read the shell could not split into packets (a malformed offload header, or a
+    /// super-packet with segments larger than the shell reads).
+    UnreadableTunRead,
+    /// A datagram or packet the kernel refused to send or write.
+    SendFailed,
 }
 
 impl DropReason {
     /// Every reason, for complete reports.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::MalformedPacket,
         DropReason::MalformedDatagram,
         DropReason::UnknownPeer,
@@ -53,6 +58,8 @@ impl DropReason {
         DropReason::NoEndpoint,
         DropReason::Loop,
         DropReason::TooBig,
+        DropReason::UnreadableTunRead,
+        DropReason::SendFailed,
     ];
 }
 
@@ -64,7 +71,14 @@ pub struct Drops(BTreeMap<DropReason, u64>);
 impl Drops {
     /// Counts one drop.
     pub fn count(&mut self, reason: DropReason) {
-        *self.0.entry(reason).or_default() += 1;
+        self.count_many(reason, 1);
+    }
+
+    /// Counts `n` drops.
+    pub fn count_many(&mut self, reason: DropReason, n: u64) {
+        if n > 0 {
+            *self.0.entry(reason).or_default() += n;
+        }
     }
 
     /// How many were dropped for `reason`.

@@ -437,3 +437,18 @@ fn a_new_private_key_never_lets_old_tables_reach_a_new_peer() {
     let report = p.a.install_tables(tables, now);
     assert_eq!((report.peers_removed, report.peers_added), (1, 1));
 }
+
+#[test]
+fn packets_the_shell_loses_are_counted_with_the_cores_drops() {
+    let mut p = Pair::new(&[1001], 1400);
+    p.a.count_io_drops(Some(1001), DropReason::UnreadableTunRead, 1);
+    p.a.count_io_drops(None, DropReason::SendFailed, 3);
+    p.a.count_io_drops(Some(4242), DropReason::SendFailed, 0);
+    let status = p.a.status();
+    assert_eq!(status.drops.get(DropReason::SendFailed), 3);
+    assert_eq!(status.drops.get(DropReason::UnreadableTunRead), 1);
+    assert_eq!(status.drops.total(), 4);
+    let network = &status.networks[0];
+    assert_eq!(network.drops.get(DropReason::UnreadableTunRead), 1);
+    assert_eq!(network.drops.get(DropReason::SendFailed), 0);
+}

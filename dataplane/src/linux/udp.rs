@@ -88,7 +88,7 @@ impl UdpEndpoint {
 
     /// Sends everything queued in `batch`, as few `sendmsg` calls as GSO allows, and
     /// empties it. A datagram the kernel refuses (no route, say) is dropped and counted in
-    /// the returned number; the others still go. WireGuard recovers lost datagrams as any
+    /// the returned number of lost datagrams; the others still go. WireGuard recovers lost datagrams as any
     /// UDP user must.
     pub async fn write(&self, batch: &mut UdpWriteBatch) -> usize {
         let mut failed = 0;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 use weft_dataplane::core::{Dataplane, Transmit};
+use weft_dataplane::counters::DropReason;
 use weft_dataplane::linux::tun::{TunDevice, TunReadBatch, TunWriteBatch};
 use weft_dataplane::linux::udp::{UdpReadBatch, UdpWriteBatch};
 
@@ -84,7 +85,8 @@ impl Outbox {
     /// network's packets into its TUN.
     pub(super) async fn flush(&mut self, shared: &Shared) {
         if !self.udp.is_empty() {
-            shared.socket.write(&mut self.udp).await;
+            let failed = shared.socket.write(&mut self.udp).await;
+            count_io_drops(shared, None, failed);
         }
         for (network, batch) in &mut self.tun {
             if batch.is_empty() {
@@ -96,16 +98,32 @@ impl Outbox {
                 .expect("lock")
                 .get(network)
                 .map(|n| n.device.clone());
-            match device {
-                Some(device) => {
-                    if let Err(e) = device.write(batch).await {
-                        tracing::debug!(network, error = %e, "TUN write failed");
-                    }
+            let packets = batch.len();
+            let written = match device {
+                Some(device) => device.write(batch).await,
+                // Closed by a reload meanwhile.
+                None => {
+                    batch.clear();
+                    Err(io::Error::from(io::ErrorKind::NotFound))
                 }
-                None => batch.clear(),
+            };
+            if let Err(e) = written {
+                tracing::debug!(network, error = %e, "TUN write failed");
+                count_io_drops(shared, Some(*network), packets);
             }
         }
         self.tun.truncate(KEPT_TUN_BATCHES);
+    }
+}
+
+/// Counts packets lost in I/O with the core's other drops, so `weft status` shows them.
+fn count_io_drops(shared: &Shared, network: Option<u32>, packets: usize) {
+    if packets > 0 {
+        shared.dataplane.lock().expect("lock").count_io_drops(
+            network,
+            DropReason::SendFailed,
+            packets as u64,
+        );
     }
 }
 
@@ -198,6 +216,11 @@ pub(super) async fn tun_loop(shared: Arc<Shared>, label: u32, device: Arc<TunDev
                     // A super-packet tun-rs cannot split (a segment over the largest it
                     // handles, a malformed header) is lost; the device goes on.
                     tracing::debug!(network = label, error = %e, "TUN read failed");
+                    shared.dataplane.lock().expect("lock").count_io_drops(
+                        Some(label),
+                        DropReason::UnreadableTunRead,
+                        1,
+                    );
                     taken += 1;
                     continue;
                 }
