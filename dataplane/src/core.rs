@@ -132,6 +132,8 @@ impl SyncedPeers {
                         }
                     }
                 }
+                // Large tables get their compiled IPv4 index here, beside forwarding.
+                table.seal();
                 StagedNetwork {
                     label: n.label,
                     name: n.name.clone(),
