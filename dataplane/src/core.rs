@@ -156,6 +156,12 @@ pub struct StagedTables {
     report: ApplyReport,
 }
 
+/// Routing tables [`Dataplane::install_tables`] replaced, freed when this is dropped.
+pub struct RetiredTables {
+    /// Held only to be freed where the caller chooses.
+    _tables: Vec<NetworkTable<Route>>,
+}
+
 struct StagedNetwork {
     label: u32,
     name: String,
@@ -209,7 +215,7 @@ impl Dataplane {
     /// calls them itself and builds the tables without holding the dataplane.
     pub fn apply(&mut self, config: &DataplaneConfig, now: Instant) -> ApplyReport {
         let tables = self.sync_peers(config).build_tables(config);
-        self.install_tables(tables, now)
+        self.install_tables(tables, now).0
     }
 
     /// The first step of [`Dataplane::apply`], quick: makes the peers match `config` (new
@@ -259,15 +265,22 @@ impl Dataplane {
 
     /// The last step of [`Dataplane::apply`], quick: puts the tables built for the peers
     /// of [`Dataplane::sync_peers`] in place, keeping the counters of networks that stay.
-    pub fn install_tables(&mut self, tables: StagedTables, now: Instant) -> ApplyReport {
+    /// The tables it replaces come back to be freed after the caller lets go of the
+    /// dataplane: freeing a million-prefix table and its index takes longer than the swap.
+    pub fn install_tables(
+        &mut self,
+        tables: StagedTables,
+        now: Instant,
+    ) -> (ApplyReport, RetiredTables) {
         let mut report = tables.report;
+        let mut retired = Vec::new();
         let mut old = std::mem::take(&mut self.networks);
         for staged in tables.networks {
             let network = match old.remove(&staged.label) {
                 Some(mut kept) => {
                     kept.name = staged.name;
                     kept.mtu = staged.mtu;
-                    kept.table = staged.table;
+                    retired.push(std::mem::replace(&mut kept.table, staged.table));
                     kept
                 }
                 None => {
@@ -285,8 +298,9 @@ impl Dataplane {
             self.networks.insert(staged.label, network);
         }
         report.networks_removed = old.len();
+        retired.extend(old.into_values().map(|n| n.table));
         self.next_tick = self.next_tick.min(now);
-        report
+        (report, RetiredTables { _tables: retired })
     }
 
     /// A packet the network's TUN device gave us.

@@ -405,7 +405,7 @@ fn packets_follow_the_old_tables_until_the_new_ones_are_installed() {
     p.pump();
     assert_eq!(p.b_tun, vec![(1001, to_b(b"old tables"))]);
     assert_eq!(p.a.status().drops.get(DropReason::UnknownNetwork), 1);
-    let report = p.a.install_tables(tables, now);
+    let (report, _retired) = p.a.install_tables(tables, now);
     assert_eq!(
         (
             report.peers_kept,
@@ -434,7 +434,7 @@ fn a_new_private_key_never_lets_old_tables_reach_a_new_peer() {
     p.a.handle_tun_packet(1001, &udp([10, 10, 1, 10], [10, 10, 2, 10], b"x"), now);
     assert_eq!(p.a.status().drops.get(DropReason::UnknownPeer), 1);
     let tables = synced.build_tables(&rekeyed);
-    let report = p.a.install_tables(tables, now);
+    let (report, _retired) = p.a.install_tables(tables, now);
     assert_eq!((report.peers_removed, report.peers_added), (1, 1));
 }
 

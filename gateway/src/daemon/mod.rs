@@ -237,11 +237,13 @@ async fn reload(shared: &Arc<Shared>) -> anyhow::Result<Value> {
     let tables = tokio::task::spawn_blocking(move || synced.build_tables(&config))
         .await
         .context("building the routing tables")?;
-    let report = shared
+    let (report, retired) = shared
         .dataplane
         .lock()
         .expect("lock")
         .install_tables(tables, Instant::now());
+    // Freed outside the lock, off the forwarding thread.
+    tokio::task::spawn_blocking(move || drop(retired));
     // Networks that went away: their routes are gone, now their TUNs go.
     let gone: Vec<u32> = shared
         .networks
