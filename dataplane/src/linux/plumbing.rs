@@ -28,13 +28,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use ipnet::IpNet;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressMessage, AddressProtocol,
 };
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -80,6 +80,12 @@ pub const IIF_RULE_PRIORITY: u32 = WEFT_RULE_PRIORITY_MIN;
 /// with ICMP unreachable instead of falling through to the host's `main` table and leaking
 /// out of its network.
 pub const UNREACHABLE_METRIC: u32 = 0xff00_0000;
+
+/// How many netlink requests are in flight at once when many links are looked up: enough to
+/// hide each one's round trip through the socket, few enough that the answers fit the
+/// socket's default receive buffer (an overflowing buffer drops answers, and the requests
+/// waiting for them would wait forever).
+const IN_FLIGHT: usize = 64;
 
 /// The kernel's reserved table ids (unspec, default, main, local): weft never writes to them.
 const RESERVED_TABLES: [u32; 4] = [0, 253, 254, 255];
@@ -445,6 +451,20 @@ impl Plumbing {
                 .push(RuleSpec::iif(family, &network.tun, network.table));
         }
     }
+
+    /// Every valid interface name the desired state refers to: its links, its addresses'
+    /// interfaces and its routes' devices. (Invalid ones are reported by the validation.)
+    fn link_names(&self) -> BTreeSet<String> {
+        let routes = self.tables.iter().flat_map(|t| &t.routes);
+        self.links
+            .iter()
+            .map(|l| l.name.as_str())
+            .chain(self.addresses.iter().map(|a| a.interface.as_str()))
+            .chain(routes.filter_map(RouteSpec::device_name))
+            .filter(|name| is_valid_interface_name(name))
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 /// How many objects of one kind an [`apply`] added, changed, removed or found in place.
@@ -647,8 +667,17 @@ pub enum PlumbingError {
     /// Reading the current state failed.
     #[error("cannot list {what}: {source}")]
     Dump {
-        /// What was being listed: links, addresses, routes or rules.
+        /// What was being listed: addresses, routes or rules.
         what: &'static str,
+        /// The netlink error.
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// Looking up a link by name or index failed (other than by its absence).
+    #[error("cannot look up link {link}: {source}")]
+    Lookup {
+        /// The name, or `if#INDEX`.
+        link: String,
         /// The netlink error.
         #[source]
         source: rtnetlink::Error,
@@ -719,7 +748,15 @@ struct CurrentLink {
     up: bool,
 }
 
-/// Links by name, and names by index.
+/// Links by name, and names by index: the links an [`apply`] names, and those of the routes
+/// and addresses it reports on.
+///
+/// Looked up with one request per link, [`IN_FLIGHT`] at a time, not dumped: rtnetlink reads
+/// a whole dump and parses every message with all its attributes (statistics, per-family
+/// device settings: about 17 KB per link) before it hands over the first one, so a dump of
+/// the 2,002 links of a gateway with 1,000 networks held 34 MB at once, the largest part of
+/// the gateway's peak resident size. Looked up, at most [`IN_FLIGHT`] parsed messages exist
+/// at a time, and three fields of each are kept.
 #[derive(Debug, Default)]
 struct Links {
     by_name: HashMap<String, CurrentLink>,
@@ -727,6 +764,76 @@ struct Links {
 }
 
 impl Links {
+    /// Looks up the links named `names`. A name the kernel does not know is left out, for
+    /// the object that needs it to be reported.
+    async fn look_up(handle: &Handle, names: BTreeSet<String>) -> Result<Links, PlumbingError> {
+        let mut links = Links::default();
+        // Owned names and indexes in, not borrowed: futures made by closures over references
+        // are not provably `Send` (rust-lang/rust#110338), and the daemon spawns this.
+        let mut answers = stream::iter(names)
+            .map(|name| async move {
+                let answer = handle.link().get().match_name(name.clone()).execute();
+                (name, answer.try_collect::<Vec<_>>().await)
+            })
+            .buffer_unordered(IN_FLIGHT);
+        while let Some((name, answer)) = answers.next().await {
+            match answer {
+                Ok(messages) => messages.iter().for_each(|m| links.insert(m)),
+                Err(e) if no_such_link(&e) => {}
+                Err(source) => return Err(PlumbingError::Lookup { link: name, source }),
+            }
+        }
+        Ok(links)
+    }
+
+    /// Learns the names of the links `indexes` that are not known yet, for the messages about
+    /// routes and addresses through them. A link gone meanwhile stays `if#N`.
+    async fn learn_names(
+        &mut self,
+        handle: &Handle,
+        mut indexes: BTreeSet<u32>,
+    ) -> Result<(), PlumbingError> {
+        indexes.retain(|index| !self.names.contains_key(index));
+        let mut answers = stream::iter(indexes)
+            .map(|index| async move {
+                let answer = handle.link().get().match_index(index).execute();
+                (index, answer.try_collect::<Vec<_>>().await)
+            })
+            .buffer_unordered(IN_FLIGHT);
+        while let Some((index, answer)) = answers.next().await {
+            match answer {
+                Ok(messages) => messages.iter().for_each(|m| self.insert(m)),
+                Err(e) if no_such_link(&e) => {}
+                Err(source) => {
+                    return Err(PlumbingError::Lookup {
+                        link: format!("if#{index}"),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the name, index, MTU and state of a link the kernel reported.
+    fn insert(&mut self, message: &LinkMessage) {
+        let index = message.header.index;
+        let mut name = None;
+        let mut mtu = None;
+        for attribute in &message.attributes {
+            match attribute {
+                LinkAttribute::IfName(n) => name = Some(n.clone()),
+                LinkAttribute::Mtu(m) => mtu = Some(*m),
+                _ => {}
+            }
+        }
+        if let Some(name) = name {
+            let up = message.header.flags.contains(LinkFlags::Up);
+            self.names.insert(index, name.clone());
+            self.by_name.insert(name, CurrentLink { index, mtu, up });
+        }
+    }
+
     fn index(&self, name: &str, object: impl FnOnce() -> String) -> Result<u32, PlumbingError> {
         self.by_name
             .get(name)
@@ -743,38 +850,6 @@ impl Links {
             .cloned()
             .unwrap_or_else(|| format!("if#{index}"))
     }
-}
-
-async fn dump_links(handle: &Handle) -> Result<Links, PlumbingError> {
-    let messages: Vec<_> = handle
-        .link()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|source| PlumbingError::Dump {
-            what: "links",
-            source,
-        })?;
-    let mut links = Links::default();
-    for message in messages {
-        let index = message.header.index;
-        let mut name = None;
-        let mut mtu = None;
-        for attribute in &message.attributes {
-            match attribute {
-                LinkAttribute::IfName(n) => name = Some(n.clone()),
-                LinkAttribute::Mtu(m) => mtu = Some(*m),
-                _ => {}
-            }
-        }
-        if let Some(name) = name {
-            let up = message.header.flags.contains(LinkFlags::Up);
-            links.names.insert(index, name.clone());
-            links.by_name.insert(name, CurrentLink { index, mtu, up });
-        }
-    }
-    Ok(links)
 }
 
 /// The identity of a route in the kernel: two routes with the same key cannot coexist.
@@ -1211,6 +1286,11 @@ fn already_gone(error: &rtnetlink::Error) -> bool {
     }
 }
 
+/// The link asked for does not exist (`ENODEV`).
+fn no_such_link(error: &rtnetlink::Error) -> bool {
+    matches!(error, rtnetlink::Error::NetlinkError(message) if -message.raw_code() == nix::libc::ENODEV)
+}
+
 // ---------------------------------------------------------------------------------------
 // Validation and resolution of the desired state.
 
@@ -1352,7 +1432,8 @@ fn desired_routes(
 /// [`ApplyReport::conflicts`]; routes and rules of other protocols are never touched.
 pub async fn apply(handle: &Handle, desired: &Plumbing) -> Result<ApplyReport, PlumbingError> {
     let mut report = ApplyReport::default();
-    let links = dump_links(handle).await?;
+    let names = desired.link_names();
+    let mut links = Links::look_up(handle, names).await?;
 
     // Validate and resolve everything before writing anything.
     let wanted_rules = desired_rules(desired)?;
@@ -1553,6 +1634,24 @@ pub async fn apply(handle: &Handle, desired: &Plumbing) -> Result<ApplyReport, P
 
     // Removals: rules, then routes (gateway routes before the on-link routes they rely on),
     // then addresses.
+    let mut stale_routes: Vec<&CurrentRoute> = Vec::new();
+    for (key, routes) in &weft_routes {
+        let skip = usize::from(wanted_routes.contains_key(key));
+        stale_routes.extend(routes.iter().skip(skip));
+    }
+    stale_routes.sort_by_key(|r| r.body.gateway.is_none());
+    let stale_addresses: Vec<&CurrentAddress> = current_addresses
+        .iter()
+        .filter(|current| {
+            current.protocol == Some(WEFT_RT_PROTOCOL)
+                && !wanted_address_set.contains(&(current.index, current.address))
+        })
+        .collect();
+    let stale_devices = stale_routes.iter().filter_map(|r| r.body.oif);
+    let stale_devices: BTreeSet<u32> = stale_devices
+        .chain(stale_addresses.iter().map(|a| a.index))
+        .collect();
+    links.learn_names(handle, stale_devices).await?;
     for rule in stale_rules {
         let description = render_current_rule(rule);
         tolerate_gone(handle.rule().del(rule.message.clone()).execute().await).map_err(
@@ -1565,12 +1664,6 @@ pub async fn apply(handle: &Handle, desired: &Plumbing) -> Result<ApplyReport, P
         tracing::info!(rule = %description, "plumbing: rule removed");
         report.rules.removed += 1;
     }
-    let mut stale_routes: Vec<&CurrentRoute> = Vec::new();
-    for (key, routes) in &weft_routes {
-        let skip = usize::from(wanted_routes.contains_key(key));
-        stale_routes.extend(routes.iter().skip(skip));
-    }
-    stale_routes.sort_by_key(|r| r.body.gateway.is_none());
     for route in stale_routes {
         let description = render_current_route(route, &links);
         tolerate_gone(
@@ -1588,12 +1681,7 @@ pub async fn apply(handle: &Handle, desired: &Plumbing) -> Result<ApplyReport, P
         tracing::info!(route = %description, "plumbing: route removed");
         report.routes.removed += 1;
     }
-    for current in &current_addresses {
-        if current.protocol != Some(WEFT_RT_PROTOCOL)
-            || wanted_address_set.contains(&(current.index, current.address))
-        {
-            continue;
-        }
+    for current in stale_addresses {
         let description = format!("{} dev {}", current.address, links.name(current.index));
         tolerate_gone(
             handle
@@ -1648,13 +1736,15 @@ pub async fn remove_all(handle: &Handle) -> Result<RemovalReport, PlumbingError>
         })?;
         report.rules += 1;
     }
-    let links = dump_links(handle).await?;
     let mut routes: Vec<CurrentRoute> = dump_routes(handle)
         .await?
         .into_iter()
         .filter(|r| r.protocol == WEFT_RT_PROTOCOL)
         .collect();
     routes.sort_by_key(|r| r.body.gateway.is_none());
+    let devices: BTreeSet<u32> = routes.iter().filter_map(|r| r.body.oif).collect();
+    let mut links = Links::default();
+    links.learn_names(handle, devices).await?;
     for route in routes {
         let description = render_current_route(&route, &links);
         tolerate_gone(
