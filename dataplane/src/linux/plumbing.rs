@@ -81,10 +81,10 @@ pub const IIF_RULE_PRIORITY: u32 = WEFT_RULE_PRIORITY_MIN;
 /// out of its network.
 pub const UNREACHABLE_METRIC: u32 = 0xff00_0000;
 
-/// How many netlink requests are in flight at once when many links are looked up: enough to
-/// hide each one's round trip through the socket, few enough that the answers fit the
-/// socket's default receive buffer (an overflowing buffer drops answers, and the requests
-/// waiting for them would wait forever).
+/// How many netlink requests are in flight at once when many objects are looked up or
+/// deleted: enough to hide each one's round trip through the socket, few enough that the
+/// answers fit the socket's default receive buffer (an overflowing buffer drops answers, and
+/// the requests waiting for them would wait forever).
 const IN_FLIGHT: usize = 64;
 
 /// The kernel's reserved table ids (unspec, default, main, local): weft never writes to them.
@@ -1029,8 +1029,18 @@ struct RuleKey {
 struct CurrentRule {
     /// `None` for a rule of a shape weft never creates (fwmark, src, goto, ...).
     key: Option<RuleKey>,
+    priority: u32,
     protocol: u8,
     message: RuleMessage,
+}
+
+impl CurrentRule {
+    /// Whether the rule is weft's: its protocol and a priority in weft's range. Only such
+    /// rules are ever deleted.
+    fn is_weft(&self) -> bool {
+        self.protocol == WEFT_RT_PROTOCOL
+            && (WEFT_RULE_PRIORITY_MIN..=WEFT_RULE_PRIORITY_MAX).contains(&self.priority)
+    }
 }
 
 fn parse_rule(message: RuleMessage) -> Option<CurrentRule> {
@@ -1078,6 +1088,7 @@ fn parse_rule(message: RuleMessage) -> Option<CurrentRule> {
     };
     Some(CurrentRule {
         key,
+        priority,
         protocol,
         message,
     })
@@ -1596,10 +1607,10 @@ pub async fn apply(handle: &Handle, desired: &Plumbing) -> Result<ApplyReport, P
             // Wanted and seen for the first time: in place. A second identical weft rule
             // (left by an older, buggy run) is stale like an unwanted one.
             Some(key)
-                if rule.protocol == WEFT_RT_PROTOCOL
+                if rule.is_weft()
                     && wanted_rules.contains_key(key)
                     && present_rules.insert(key) => {}
-            _ if rule.protocol == WEFT_RT_PROTOCOL => stale_rules.push(rule),
+            _ if rule.is_weft() => stale_rules.push(rule),
             Some(key) => {
                 foreign_rules.entry(key).or_insert(rule.protocol);
             }
@@ -1711,9 +1722,16 @@ fn tolerate_gone(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink::
     }
 }
 
-/// Removes every route and rule that carries [`WEFT_RT_PROTOCOL`], in every table, and
-/// nothing else: what a stopping gateway does so that the host forwards nothing through
-/// weft any more. Rules go first, so no packet is looked up in a half-emptied table.
+/// Removes every route and rule that carries [`WEFT_RT_PROTOCOL`] (rules: within weft's
+/// priorities), in every table, and nothing else: what a stopping gateway does so that the
+/// host forwards nothing through weft any more. Rules go first, so no packet is looked up in a
+/// half-emptied table; then gateway routes, then the on-link routes they rely on.
+///
+/// The deletions go out [`IN_FLIGHT`] at a time instead of one round trip each: a gateway of
+/// 1,000 networks has 12,000 routes and 4,000 rules to remove within the few seconds a
+/// supervisor waits. Every one is tried even when some fail, so that a stopping gateway
+/// leaves as little behind as it can; each failure is logged and the first one returned.
+/// Objects already gone count as removed.
 ///
 /// Interface addresses and links are left: a `noprefixroute` address is harmless without
 /// weft's tables, the TUN devices disappear with the gateway's descriptors, and the next
@@ -1721,52 +1739,86 @@ fn tolerate_gone(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink::
 /// untidy: when the last IPv4 address leaves an interface the kernel flushes every IPv4
 /// route through it, other owners' included, and weft never touches those.
 pub async fn remove_all(handle: &Handle) -> Result<RemovalReport, PlumbingError> {
-    let mut report = RemovalReport::default();
-    for rule in dump_rules(handle).await? {
-        if rule.protocol != WEFT_RT_PROTOCOL {
-            continue;
-        }
-        let description = render_current_rule(&rule);
-        tolerate_gone(handle.rule().del(rule.message).execute().await).map_err(|source| {
-            PlumbingError::Rule {
+    let rules: Vec<CurrentRule> = dump_rules(handle)
+        .await?
+        .into_iter()
+        .filter(CurrentRule::is_weft)
+        .collect();
+    let (rules, rule_error) = in_flight(rules, |rule| async move {
+        let deleted = handle.rule().del(rule.message.clone()).execute().await;
+        tolerate_gone(deleted)
+            .map(|()| true)
+            .map_err(|source| PlumbingError::Rule {
                 action: Action::Delete,
-                rule: description.clone(),
+                rule: render_current_rule(&rule),
                 source,
-            }
-        })?;
-        report.rules += 1;
-    }
-    let mut routes: Vec<CurrentRoute> = dump_routes(handle)
+            })
+    })
+    .await;
+    let (via_gateway, on_link): (Vec<CurrentRoute>, Vec<CurrentRoute>) = dump_routes(handle)
         .await?
         .into_iter()
         .filter(|r| r.protocol == WEFT_RT_PROTOCOL)
-        .collect();
-    routes.sort_by_key(|r| r.body.gateway.is_none());
-    let devices: BTreeSet<u32> = routes.iter().filter_map(|r| r.body.oif).collect();
-    let mut links = Links::default();
-    links.learn_names(handle, devices).await?;
-    for route in routes {
-        let description = render_current_route(&route, &links);
-        tolerate_gone(
-            handle
-                .route()
-                .del(route_delete_message(&route))
-                .execute()
-                .await,
-        )
-        .map_err(|source| PlumbingError::Route {
-            action: Action::Delete,
-            route: description.clone(),
-            source,
-        })?;
-        report.routes += 1;
-    }
+        .partition(|r| r.body.gateway.is_some());
+    let delete_route = |route: CurrentRoute| async move {
+        let deleted = handle.route().del(route_delete_message(&route)).execute();
+        match tolerate_gone(deleted.await) {
+            Ok(()) => Ok(true),
+            Err(source) => {
+                // Named for the message only: a name that cannot be learnt stays `if#N`.
+                let mut links = Links::default();
+                let _ = links
+                    .learn_names(handle, route.body.oif.into_iter().collect())
+                    .await;
+                Err(PlumbingError::Route {
+                    action: Action::Delete,
+                    route: render_current_route(&route, &links),
+                    source,
+                })
+            }
+        }
+    };
+    let (via_gateway, via_error) = in_flight(via_gateway, delete_route).await;
+    let (on_link, on_link_error) = in_flight(on_link, delete_route).await;
+    let report = RemovalReport {
+        routes: via_gateway + on_link,
+        rules,
+    };
     tracing::info!(
         routes = report.routes,
         rules = report.rules,
         "plumbing: removed all weft routes and rules"
     );
-    Ok(report)
+    match rule_error.or(via_error).or(on_link_error) {
+        Some(error) => Err(error),
+        None => Ok(report),
+    }
+}
+
+/// Makes the request `request` builds for every item, [`IN_FLIGHT`] at a time, and tries
+/// them all. Returns how many did their work (answered `true`) and the first failure; each
+/// failure is logged.
+async fn in_flight<T, F, R>(
+    items: impl IntoIterator<Item = T>,
+    request: F,
+) -> (usize, Option<PlumbingError>)
+where
+    F: FnMut(T) -> R,
+    R: Future<Output = Result<bool, PlumbingError>>,
+{
+    let mut answers = stream::iter(items).map(request).buffer_unordered(IN_FLIGHT);
+    let mut done = 0;
+    let mut first_error = None;
+    while let Some(answer) = answers.next().await {
+        match answer {
+            Ok(did) => done += usize::from(did),
+            Err(error) => {
+                tracing::warn!(%error, "plumbing: a request failed");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    (done, first_error)
 }
 
 #[cfg(test)]
