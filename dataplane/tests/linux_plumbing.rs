@@ -534,6 +534,52 @@ fn stopping_removes_hundreds_of_weft_routes_and_rules_and_nothing_else() {
 }
 
 #[test]
+fn a_stopping_gateways_tuns_are_deleted_together_and_nothing_else() {
+    require_root!("a_stopping_gateways_tuns_are_deleted_together_and_nothing_else");
+    let gw = gateway_namespace("tundel");
+    gw.block_on(|| async {
+        let tuns: Vec<TunDevice> = (1001..=1003)
+            .map(|n| open_tun(&format!("weft{n}"), 1380).unwrap())
+            .collect();
+        let other = open_tun("other0", 1380).unwrap();
+        let mut desired = Plumbing::default();
+        desired.add_network(&network(1001, "weft1001", "shop-prod", &["10.20.0.0/16"]));
+        apply(&desired).await;
+
+        let handle = plumbing::connect().unwrap();
+        let names: Vec<String> = ["weft1001", "weft1002", "weft1003", "weft1009"]
+            .map(String::from)
+            .to_vec();
+        let deleted = plumbing::remove_links(&handle, &names).await.unwrap();
+        assert_eq!(deleted, 3, "weft1009 never existed");
+        for name in &names {
+            assert!(gw.ip(&["link", "show", "dev", name]).is_err(), "{name}");
+        }
+        for name in ["other0", "shop-prod", "shop-stg"] {
+            assert!(gw.ip(&["link", "show", "dev", name]).is_ok(), "{name}");
+        }
+        // The routes through a deleted TUN went with it; the others are remove_all's.
+        let routes = weft_routes(&gw);
+        assert!(!routes.iter().any(|r| r.contains("weft1001")), "{routes:?}");
+        assert!(
+            routes.iter().any(|r| r.contains("unreachable")),
+            "{routes:?}"
+        );
+
+        // The descriptors outlive their devices and close as usual; nothing is left to delete.
+        drop(tuns);
+        assert_eq!(plumbing::remove_links(&handle, &names).await.unwrap(), 0);
+        assert!(matches!(
+            plumbing::remove_links(&handle, &["bad/name".to_owned()]).await,
+            Err(plumbing::PlumbingError::InvalidInterfaceName { .. })
+        ));
+        plumbing::remove_all(&handle).await.unwrap();
+        drop(other);
+    })
+    .unwrap();
+}
+
+#[test]
 fn a_restart_converges_from_drift_without_duplicates() {
     require_root!("a_restart_converges_from_drift_without_duplicates");
     let gw = gateway_namespace("drift");
