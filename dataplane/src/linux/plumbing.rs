@@ -1771,10 +1771,10 @@ fn tolerate_gone(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink::
 /// host forwards nothing through weft any more. Rules go first, so no packet is looked up in a
 /// half-emptied table; then gateway routes, then the on-link routes they rely on.
 ///
-/// The deletions go out [`IN_FLIGHT`] at a time instead of one round trip each: a gateway of
-/// 1,000 networks has 12,000 routes and 4,000 rules to remove within the few seconds a
-/// supervisor waits. Every one is tried even when some fail, so that a stopping gateway
-/// leaves as little behind as it can; each failure is logged and the first one returned.
+/// The deletions go out 64 at a time instead of one round trip each: a gateway of 1,000
+/// networks has 12,000 routes and 4,000 rules to remove within the few seconds a supervisor
+/// waits. Every one is tried even when some fail, so that a stopping gateway leaves as little
+/// behind as it can; each failure is logged and the first one returned.
 /// Objects already gone count as removed.
 ///
 /// Interface addresses and links are left: a `noprefixroute` address is harmless without
@@ -1851,9 +1851,9 @@ pub async fn remove_all(handle: &Handle) -> Result<RemovalReport, PlumbingError>
 /// routes once for each device it takes down and once for each it deletes, so call this
 /// after [`remove_all`], when there are fewer of them.
 ///
-/// How: each link is taken down and put in [`WEFT_LINK_GROUP`] ([`IN_FLIGHT`] requests at a
-/// time; down in the same request, so that the change of group notifies nobody), then the
-/// group is deleted (`ip link delete group 245`). Whatever the outcome, the descriptors of
+/// How: each link is taken down and put in [`WEFT_LINK_GROUP`] (64 requests at a time; down
+/// in the same request, so that the change of group notifies nobody), then the group is
+/// deleted (`ip link delete group 245`). Whatever the outcome, the descriptors of
 /// the devices are still the caller's to close; closing one whose device is gone is cheap.
 pub async fn remove_links(handle: &Handle, names: &[String]) -> Result<usize, PlumbingError> {
     for name in names {
