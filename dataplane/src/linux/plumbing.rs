@@ -1768,8 +1768,14 @@ fn tolerate_gone(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink::
 
 /// Removes every route and rule that carries [`WEFT_RT_PROTOCOL`] (rules: within weft's
 /// priorities), in every table, and nothing else: what a stopping gateway does so that the
-/// host forwards nothing through weft any more. Rules go first, so no packet is looked up in a
-/// half-emptied table; then gateway routes, then the on-link routes they rely on.
+/// host forwards nothing through weft any more.
+///
+/// In three steps: the routes that forward (gateway routes before the on-link routes they rely
+/// on), then the rules, then the `unreachable` routes that close weft's tables. Meanwhile a
+/// packet that a weft rule selects finds its route or is refused; it never falls through to
+/// the host's `main` table. The rules do not go first because the kernel walks its whole
+/// IPv6 routing table for every IPv6 rule it deletes: without the forwarding routes (6,000
+/// IPv6 routes for 1,000 networks) that step takes half as long.
 ///
 /// The deletions go out 64 at a time instead of one round trip each: a gateway of 1,000
 /// networks has 12,000 routes and 4,000 rules to remove within the few seconds a supervisor
@@ -1783,27 +1789,19 @@ fn tolerate_gone(result: Result<(), rtnetlink::Error>) -> Result<(), rtnetlink::
 /// untidy: when the last IPv4 address leaves an interface the kernel flushes every IPv4
 /// route through it, other owners' included, and weft never touches those.
 pub async fn remove_all(handle: &Handle) -> Result<RemovalReport, PlumbingError> {
+    let (closing, forwarding): (Vec<CurrentRoute>, Vec<CurrentRoute>) = dump_routes(handle)
+        .await?
+        .into_iter()
+        .filter(|r| r.protocol == WEFT_RT_PROTOCOL)
+        .partition(|r| r.body.unreachable);
+    let (via_gateway, on_link): (Vec<CurrentRoute>, Vec<CurrentRoute>) = forwarding
+        .into_iter()
+        .partition(|r| r.body.gateway.is_some());
     let rules: Vec<CurrentRule> = dump_rules(handle)
         .await?
         .into_iter()
         .filter(CurrentRule::is_weft)
         .collect();
-    let (rules, rule_error) = in_flight(rules, |rule| async move {
-        let deleted = handle.rule().del(rule.message.clone()).execute().await;
-        tolerate_gone(deleted)
-            .map(|()| true)
-            .map_err(|source| PlumbingError::Rule {
-                action: Action::Delete,
-                rule: render_current_rule(&rule),
-                source,
-            })
-    })
-    .await;
-    let (via_gateway, on_link): (Vec<CurrentRoute>, Vec<CurrentRoute>) = dump_routes(handle)
-        .await?
-        .into_iter()
-        .filter(|r| r.protocol == WEFT_RT_PROTOCOL)
-        .partition(|r| r.body.gateway.is_some());
     let delete_route = |route: CurrentRoute| async move {
         let deleted = handle.route().del(route_delete_message(&route)).execute();
         match tolerate_gone(deleted.await) {
@@ -1824,8 +1822,20 @@ pub async fn remove_all(handle: &Handle) -> Result<RemovalReport, PlumbingError>
     };
     let (via_gateway, via_error) = in_flight(via_gateway, delete_route).await;
     let (on_link, on_link_error) = in_flight(on_link, delete_route).await;
+    let (rules, rule_error) = in_flight(rules, |rule| async move {
+        let deleted = handle.rule().del(rule.message.clone()).execute().await;
+        tolerate_gone(deleted)
+            .map(|()| true)
+            .map_err(|source| PlumbingError::Rule {
+                action: Action::Delete,
+                rule: render_current_rule(&rule),
+                source,
+            })
+    })
+    .await;
+    let (closing, closing_error) = in_flight(closing, delete_route).await;
     let report = RemovalReport {
-        routes: via_gateway + on_link,
+        routes: via_gateway + on_link + closing,
         rules,
     };
     tracing::info!(
@@ -1833,7 +1843,7 @@ pub async fn remove_all(handle: &Handle) -> Result<RemovalReport, PlumbingError>
         rules = report.rules,
         "plumbing: removed all weft routes and rules"
     );
-    match rule_error.or(via_error).or(on_link_error) {
+    match via_error.or(on_link_error).or(rule_error).or(closing_error) {
         Some(error) => Err(error),
         None => Ok(report),
     }
