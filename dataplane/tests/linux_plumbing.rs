@@ -454,6 +454,132 @@ fn routes_and_rules_of_other_owners_are_never_touched() {
 }
 
 #[test]
+fn stopping_removes_hundreds_of_weft_routes_and_rules_and_nothing_else() {
+    require_root!("stopping_removes_hundreds_of_weft_routes_and_rules_and_nothing_else");
+    let gw = gateway_namespace("stopmany");
+    gw.block_on(|| async {
+        let _prod_tun = open_tun("weft1001", 1380).unwrap();
+        let _stg_tun = open_tun("weft1002", 1380).unwrap();
+        // Several times more objects than the plumbing keeps requests in flight: 150 remote
+        // prefixes per network, 100 more rules per family.
+        let remote = |second: u8| -> Vec<String> {
+            (0..150).map(|i| format!("10.{second}.{i}.0/24")).collect()
+        };
+        let (prod, stg) = (remote(20), remote(30));
+        let prod: Vec<&str> = prod.iter().map(String::as_str).collect();
+        let stg: Vec<&str> = stg.iter().map(String::as_str).collect();
+        let mut desired = two_networks(&prod, &stg);
+        for priority in 12001..12101 {
+            for family in Family::ALL {
+                desired.rules.push(RuleSpec {
+                    family,
+                    priority,
+                    selector: RuleSelector::Oif("shop-prod".into()),
+                    table: 1001,
+                });
+            }
+        }
+        let report = apply(&desired).await;
+        assert_eq!(report.routes, counts(308, 0, 0, 0), "{report:?}");
+        assert_eq!(report.rules, counts(208, 0, 0, 0), "{report:?}");
+
+        // Others' objects: a route in a weft table, a rule in weft's priorities, and a rule
+        // with weft's protocol outside them, which is not weft's either.
+        gw.ip(&[
+            "route",
+            "add",
+            "10.99.0.0/16",
+            "dev",
+            "shop-prod",
+            "table",
+            "1001",
+            "proto",
+            "static",
+        ])
+        .unwrap();
+        gw.ip(&[
+            "rule",
+            "add",
+            "iif",
+            "shop-prod",
+            "lookup",
+            "1001",
+            "priority",
+            "12500",
+            "protocol",
+            "static",
+        ])
+        .unwrap();
+        let foreign_245 = "4 100 iif shop-stg lookup 1002";
+        gw.ip(&[
+            "rule", "add", "iif", "shop-stg", "lookup", "1002", "priority", "100", "protocol",
+            "245",
+        ])
+        .unwrap();
+        let foreign_routes = routes_with_protocol(&gw, "static");
+        let foreign_rules = rules_with_protocol(&gw, "static");
+        assert_eq!((foreign_routes.len(), foreign_rules.len()), (1, 1));
+
+        let handle = plumbing::connect().unwrap();
+        let removed = plumbing::remove_all(&handle).await.unwrap();
+        assert_eq!((removed.routes, removed.rules), (308, 208));
+        assert!(weft_routes(&gw).is_empty(), "{:?}", weft_routes(&gw));
+        assert_eq!(weft_rules(&gw), lines(&[foreign_245]));
+        assert_eq!(routes_with_protocol(&gw, "static"), foreign_routes);
+        assert_eq!(rules_with_protocol(&gw, "static"), foreign_rules);
+        let again = plumbing::remove_all(&handle).await.unwrap();
+        assert_eq!((again.routes, again.rules), (0, 0));
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_stopping_gateways_tuns_are_deleted_together_and_nothing_else() {
+    require_root!("a_stopping_gateways_tuns_are_deleted_together_and_nothing_else");
+    let gw = gateway_namespace("tundel");
+    gw.block_on(|| async {
+        let tuns: Vec<TunDevice> = (1001..=1003)
+            .map(|n| open_tun(&format!("weft{n}"), 1380).unwrap())
+            .collect();
+        let other = open_tun("other0", 1380).unwrap();
+        let mut desired = Plumbing::default();
+        desired.add_network(&network(1001, "weft1001", "shop-prod", &["10.20.0.0/16"]));
+        apply(&desired).await;
+
+        let handle = plumbing::connect().unwrap();
+        let names: Vec<String> = ["weft1001", "weft1002", "weft1003", "weft1009"]
+            .map(String::from)
+            .to_vec();
+        let deleted = plumbing::remove_links(&handle, &names).await.unwrap();
+        assert_eq!(deleted, 3, "weft1009 never existed");
+        for name in &names {
+            assert!(gw.ip(&["link", "show", "dev", name]).is_err(), "{name}");
+        }
+        for name in ["other0", "shop-prod", "shop-stg"] {
+            assert!(gw.ip(&["link", "show", "dev", name]).is_ok(), "{name}");
+        }
+        // The routes through a deleted TUN went with it; the others are remove_all's.
+        let routes = weft_routes(&gw);
+        assert!(!routes.iter().any(|r| r.contains("weft1001")), "{routes:?}");
+        assert!(
+            routes.iter().any(|r| r.contains("unreachable")),
+            "{routes:?}"
+        );
+
+        // The descriptors outlive their devices and close as usual; nothing is left to delete.
+        drop(tuns);
+        assert_eq!(plumbing::remove_links(&handle, &names).await.unwrap(), 0);
+        assert!(matches!(
+            plumbing::remove_links(&handle, &["bad/name".to_owned()]).await,
+            Err(plumbing::PlumbingError::InvalidInterfaceName { .. })
+        ));
+        plumbing::remove_all(&handle).await.unwrap();
+        drop(other);
+    })
+    .unwrap();
+}
+
+#[test]
 fn a_restart_converges_from_drift_without_duplicates() {
     require_root!("a_restart_converges_from_drift_without_duplicates");
     let gw = gateway_namespace("drift");

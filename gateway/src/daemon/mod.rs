@@ -510,13 +510,30 @@ async fn serve_loaded(options: RunOptions, loaded: Loaded) -> anyhow::Result<()>
     for task in tasks {
         task.abort();
     }
-    for (_, network) in shared.networks.write().expect("lock").drain() {
+    let networks: Vec<Network> = shared
+        .networks
+        .write()
+        .expect("lock")
+        .drain()
+        .map(|(_, n)| n)
+        .collect();
+    for network in &networks {
         network.reader.abort();
     }
     let removed = plumbing::remove_all(&shared.netlink).await;
     if let Err(e) = &removed {
         warn!(error = %e, "could not remove every route and rule");
     }
+    // All TUNs with one request, before their descriptors close: a device that goes with
+    // its descriptor costs the kernel 20 ms or so on its own, 25 s for 1,000 networks.
+    let tuns: Vec<String> = networks
+        .iter()
+        .filter_map(|n| n.device.name().ok())
+        .collect();
+    if let Err(e) = plumbing::remove_links(&shared.netlink, &tuns).await {
+        warn!(error = %e, "could not delete the TUN devices together; they go one by one");
+    }
+    drop(networks);
     let _ = std::fs::remove_file(&options.control);
     if let Some(path) = uapi_path {
         let _ = std::fs::remove_file(path);
