@@ -756,6 +756,39 @@ fn a_network_added_to_the_running_lab_applies_without_a_new_handshake() {
         "{out}"
     );
 
+    // Taking the network out again removes it where it was attached, TUN and all, and
+    // leaves the others alone.
+    let restored = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(SHOP_DEV, "");
+    std::fs::write(&config, restored).unwrap();
+    let o = lab.lab("reload", &["--json"]);
+    let report = json_of(&o);
+    assert!(o.status.success(), "{}{}", text(&o), lab.logs());
+    for g in report["gateways"].as_array().unwrap() {
+        let name = g["gateway"].as_str().unwrap();
+        let d = &g["answer"]["dataplane"];
+        assert_eq!(g["answer"]["outcome"], "applied", "{g:#}");
+        let here = attached.contains(&name);
+        assert_eq!(d["networks_removed"], u64::from(here), "{g:#}");
+        assert_eq!(d["peers_kept"], 3, "{g:#}");
+        let namespace = lab
+            .state()
+            .topology
+            .gateway(name)
+            .unwrap()
+            .namespace
+            .clone();
+        // Closed beside forwarding, just after the answer.
+        let gone = wait_for(Duration::from_secs(5), || {
+            let tun = run("ip", &["-n", &namespace, "link", "show", "weft1003"]);
+            (!tun.status.success()).then_some(())
+        });
+        assert!(gone.is_some(), "{name} still has weft1003");
+    }
+    let report = lab.check();
+    assert_isolated(&report, &["shop/prod", "shop/staging", "media/prod"]);
+
     // An invalid configuration is reported, and the lab stays as it was.
     let topology = lab.state().topology;
     let mut broken = std::fs::read_to_string(&config).unwrap();

@@ -209,7 +209,7 @@ async fn reload(shared: &Arc<Shared>) -> anyhow::Result<Value> {
                 opened.push(label);
             }
             Err(e) => {
-                close_networks(shared, &opened);
+                close_networks(shared, &opened).await;
                 return Err(anyhow!(e).context(format!("opening TUN {tun}")));
             }
         }
@@ -219,7 +219,7 @@ async fn reload(shared: &Arc<Shared>) -> anyhow::Result<Value> {
     let host = match plumbing::apply(&shared.netlink, &host::host_plumbing(&loaded.plan)).await {
         Ok(host) => host,
         Err(e) => {
-            close_networks(shared, &opened);
+            close_networks(shared, &opened).await;
             return Err(anyhow!(e).context("making the host's tables and rules match the plan"));
         }
     };
@@ -253,7 +253,7 @@ async fn reload(shared: &Arc<Shared>) -> anyhow::Result<Value> {
         .filter(|label| !wanted.contains_key(label))
         .copied()
         .collect();
-    close_networks(shared, &gone);
+    close_networks(shared, &gone).await;
     let summary = json!({
         "at_unix_secs": SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
         "outcome": "applied",
@@ -277,12 +277,22 @@ async fn reload(shared: &Arc<Shared>) -> anyhow::Result<Value> {
 }
 
 /// Stops reading the TUNs of `labels` and closes them (a TUN goes with its descriptor).
-fn close_networks(shared: &Shared, labels: &[u32]) {
-    let mut networks = shared.networks.write().expect("lock");
-    for label in labels {
-        if let Some(network) = networks.remove(label) {
-            network.reader.abort();
-        }
+/// The kernel takes tens of milliseconds to remove a device, so the descriptors are closed
+/// on a blocking thread, not on the thread that forwards.
+async fn close_networks(shared: &Shared, labels: &[u32]) {
+    let closing: Vec<Network> = {
+        let mut networks = shared.networks.write().expect("lock");
+        labels.iter().filter_map(|l| networks.remove(l)).collect()
+    };
+    let mut devices = Vec::with_capacity(closing.len());
+    for network in closing {
+        network.reader.abort();
+        // Once the reader is gone, its reference to the device is too.
+        let _ = network.reader.await;
+        devices.push(network.device);
+    }
+    if !devices.is_empty() {
+        tokio::task::spawn_blocking(move || drop(devices));
     }
 }
 
