@@ -427,18 +427,24 @@ impl Drop for Bed {
 /// [`GRACE`]) and deletes them, emptying the list; a warning on standard error for each
 /// namespace that could not be deleted. What every bench topology does last.
 pub fn remove_namespaces(created: &mut Vec<String>) {
-    let identities: Vec<(u64, u64)> = created.iter().filter_map(|n| identity(n)).collect();
+    end_processes_in(created);
+    for ns in created.drain(..) {
+        if let Err(e) = netns::delete(&ns) {
+            eprintln!("warning: could not delete network namespace {ns}: {e}");
+        }
+    }
+}
+
+/// Ends every process living in the namespaces `names`: SIGTERM, then SIGKILL after
+/// [`GRACE`].
+fn end_processes_in(names: &[String]) {
+    let identities: Vec<(u64, u64)> = names.iter().filter_map(|n| identity(n)).collect();
     let strays: Vec<(i32, Option<u64>)> = processes_in(&identities)
         .into_iter()
         .map(|pid| (pid, process::stat(pid).map(|s| s.start_time)))
         .collect();
     if !strays.is_empty() {
         process::terminate(&strays, GRACE);
-    }
-    for ns in created.drain(..) {
-        if let Err(e) = netns::delete(&ns) {
-            eprintln!("warning: could not delete network namespace {ns}: {e}");
-        }
     }
 }
 
@@ -463,14 +469,7 @@ pub fn sweep_stale() -> usize {
         })
     };
     let stale: Vec<String> = list().into_iter().filter(|n| dead(n)).collect();
-    let identities: Vec<(u64, u64)> = stale.iter().filter_map(|n| identity(n)).collect();
-    let strays: Vec<(i32, Option<u64>)> = processes_in(&identities)
-        .into_iter()
-        .map(|pid| (pid, process::stat(pid).map(|s| s.start_time)))
-        .collect();
-    if !strays.is_empty() {
-        process::terminate(&strays, GRACE);
-    }
+    end_processes_in(&stale);
     let deleted = stale
         .iter()
         .filter(|n| matches!(netns::delete(n), Ok(true)))
